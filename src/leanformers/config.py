@@ -1,0 +1,170 @@
+"""Config: an attribute view of config.json. No torch here.
+
+Unknown keys are kept as they are. Each model family names the same idea differently (GPT-2's `n_embd`, DistilBERT's
+`dim`); ATTRIBUTE_MAPS lets code read the canonical name (`hidden_size`) on any config, as transformers does.
+DEFAULTS fills in keys that old checkpoints omit because transformers' config classes supply them.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+from . import hub
+
+# canonical name -> the name this model_type's config.json uses
+ATTRIBUTE_MAPS: dict[str, dict[str, str]] = {
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
+                   "intermediate_size": "hidden_dim", "hidden_act": "activation"},
+    "gpt2": {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
+             "num_hidden_layers": "n_layer", "intermediate_size": "n_inner", "hidden_act": "activation_function",
+             "layer_norm_eps": "layer_norm_epsilon"},
+    "openai-gpt": {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
+                   "num_hidden_layers": "n_layer", "hidden_act": "afn", "layer_norm_eps": "layer_norm_epsilon"},
+    "ctrl": {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
+             "num_hidden_layers": "n_layer", "intermediate_size": "dff", "layer_norm_eps": "layer_norm_epsilon"},
+    "transfo-xl": {"hidden_size": "d_model", "num_attention_heads": "n_head", "num_hidden_layers": "n_layer",
+                   "intermediate_size": "d_inner", "layer_norm_eps": "layer_norm_epsilon"},
+    "t5": {"hidden_size": "d_model", "num_attention_heads": "num_heads", "num_hidden_layers": "num_layers",
+           "intermediate_size": "d_ff", "layer_norm_eps": "layer_norm_epsilon", "hidden_act": "feed_forward_proj"},
+    "mt5": {"hidden_size": "d_model", "num_attention_heads": "num_heads", "num_hidden_layers": "num_layers",
+            "intermediate_size": "d_ff", "layer_norm_eps": "layer_norm_epsilon", "hidden_act": "feed_forward_proj"},
+    **{t: {"hidden_size": "d_model", "num_attention_heads": "encoder_attention_heads",
+           "num_hidden_layers": "encoder_layers", "intermediate_size": "encoder_ffn_dim",
+           "hidden_act": "activation_function"}
+       for t in ("bart", "mbart", "marian", "pegasus", "m2m_100", "prophetnet")},
+}
+
+# keys that transformers' config classes default when a config.json leaves them out
+_BASE_DEFAULTS = {
+    "tie_word_embeddings": True, "is_decoder": False, "is_encoder_decoder": False, "add_cross_attention": False,
+    "pad_token_id": None, "bos_token_id": None, "eos_token_id": None, "decoder_start_token_id": None,
+    "output_hidden_states": False, "output_attentions": False, "problem_type": None, "torch_dtype": None,
+    "architectures": None, "task_specific_params": None,
+}
+_BERT_LIKE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+              "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512, "type_vocab_size": 2,
+              "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "pad_token_id": 0}
+DEFAULTS: dict[str, dict] = {
+    "bert": _BERT_LIKE,
+    "roberta": {**_BERT_LIKE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
+    "xlm-roberta": {**_BERT_LIKE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
+    "electra": {**_BERT_LIKE, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024,
+                "embedding_size": 128, "summary_type": "first", "summary_activation": "gelu"},
+    "albert": {**_BERT_LIKE, "vocab_size": 30000, "embedding_size": 128, "hidden_size": 4096,
+               "num_attention_heads": 64, "intermediate_size": 16384, "hidden_act": "gelu_new",
+               "num_hidden_groups": 1, "inner_group_num": 1, "layer_norm_eps": 1e-12, "classifier_dropout_prob": 0.1,
+               "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3},
+    "distilbert": {"vocab_size": 30522, "max_position_embeddings": 512, "sinusoidal_pos_embds": False,
+                   "n_layers": 6, "n_heads": 12, "dim": 768, "hidden_dim": 3072, "activation": "gelu",
+                   "pad_token_id": 0, "qa_dropout": 0.1, "seq_classif_dropout": 0.2},
+    "gpt2": {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
+             "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "bos_token_id": 50256,
+             "eos_token_id": 50256, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
+}
+
+
+class Config:
+    """config.json as attributes. `config.hidden_size` works whatever the checkpoint calls it."""
+
+    def __init__(self, **kwargs):
+        model_type = kwargs.get("model_type")
+        d = dict(_BASE_DEFAULTS)
+        d.update(DEFAULTS.get(model_type, {}))
+        d.update(kwargs)
+        num_labels = d.pop("num_labels", None)
+        self.__dict__["_attribute_map"] = ATTRIBUTE_MAPS.get(model_type, {})
+        self.__dict__.update(d)
+        self._normalise_labels(num_labels if "id2label" not in kwargs else None)
+
+    def _normalise_labels(self, num_labels=None):
+        id2label = self.__dict__.get("id2label")
+        if num_labels is not None and (id2label is None or len(id2label) != num_labels):
+            id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        if id2label is None:
+            id2label = {0: "LABEL_0", 1: "LABEL_1"}
+        id2label = {int(k): v for k, v in id2label.items()}
+        self.__dict__["id2label"] = id2label
+        label2id = self.__dict__.get("label2id")
+        if not label2id or set(label2id.values()) != set(id2label) or len(label2id) != len(id2label):
+            label2id = {v: k for k, v in id2label.items()}
+        self.__dict__["label2id"] = {k: int(v) for k, v in label2id.items()}
+
+    # ---- attribute access with aliases
+    def __getattr__(self, name):  # only called when normal lookup fails
+        amap = object.__getattribute__(self, "_attribute_map")
+        if name in amap:
+            return getattr(self, amap[name])
+        if name == "num_labels":
+            return len(self.id2label)
+        raise AttributeError(f"{self.__dict__.get('model_type') or 'this'} config has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        name = self._attribute_map.get(name, name)
+        if name == "num_labels":
+            self._normalise_labels(int(value))
+            return
+        self.__dict__[name] = value
+        if name == "id2label":
+            self.__dict__.pop("label2id", None)
+            self._normalise_labels()
+
+    def get(self, name, default=None):
+        try:
+            value = getattr(self, name)
+        except AttributeError:
+            return default
+        return default if value is None else value
+
+    def __contains__(self, name):
+        return name in self.__dict__ or name in self._attribute_map
+
+    def __eq__(self, other):
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"{self.__class__.__name__} {self.to_json_string()}"
+
+    # ---- (de)serialisation
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> "Config":
+        d = copy.deepcopy(d)
+        d.update(overrides)
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def to_json_string(self) -> str:
+        d = self.to_dict()
+        d["id2label"] = {str(k): v for k, v in d["id2label"].items()}
+        return json.dumps(d, indent=2, sort_keys=True, default=str)
+
+    def save_pretrained(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+            f.write(self.to_json_string() + "\n")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, *, revision=None, cache_dir=None, token=None, local_files_only=False,
+                        subfolder="", **overrides) -> "Config":
+        if isinstance(name_or_path, Config):
+            return name_or_path
+        d = hub.load_json(name_or_path, "config.json", revision=revision, cache_dir=cache_dir, token=token,
+                          local_files_only=local_files_only, subfolder=subfolder)
+        if not isinstance(d, dict):
+            raise ValueError(f"config.json of {name_or_path!r} is not a JSON object")
+        config = cls.from_dict(d, **overrides)
+        object.__setattr__(config, "_name_or_path", os.fspath(name_or_path))
+        return config
+
+
+class AutoConfig:
+    """`AutoConfig.from_pretrained(name_or_path)` as in transformers; one Config class serves every model_type."""
+
+    from_pretrained = Config.from_pretrained
+    from_dict = Config.from_dict
+
+    @staticmethod
+    def for_model(model_type: str, **kwargs) -> Config:
+        return Config(model_type=model_type, **kwargs)

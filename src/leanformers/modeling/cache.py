@@ -1,0 +1,58 @@
+"""KV cache passed into the layers (mlx-lm style), not hidden inside them.
+
+Self-attention keys/values grow by one step at a time; they live in a buffer that doubles when full, so a decode
+step writes in place instead of concatenating the whole history (gpt-fast's preallocation, without a fixed max).
+Cross-attention keys/values depend only on the encoder output: they are computed once and kept (`cross`).
+"""
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(self, num_layers: int):
+        self._keys: list[torch.Tensor | None] = [None] * num_layers    # (B, H_kv, capacity, D)
+        self._values: list[torch.Tensor | None] = [None] * num_layers
+        self._lengths = [0] * num_layers
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers  # (B, H, S, D) each
+        self.extra: dict = {}  # architecture state that is not K/V (e.g. Transformer-XL mems)
+
+    def __len__(self):
+        return len(self._keys)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._lengths[layer_idx]
+
+    def update(self, layer_idx: int, keys: torch.Tensor, values: torch.Tensor):
+        """Append (B, H, T_new, D) keys/values; return all of them so far, (B, H, T_total, D)."""
+        start, new = self._lengths[layer_idx], keys.shape[2]
+        buf_k, buf_v = self._keys[layer_idx], self._values[layer_idx]
+        if buf_k is None or start + new > buf_k.shape[2] or buf_k.shape[0] != keys.shape[0]:
+            capacity = max(2 * (start + new), 16)
+            grown_k = keys.new_empty(keys.shape[0], keys.shape[1], capacity, keys.shape[3])
+            grown_v = values.new_empty(values.shape[0], values.shape[1], capacity, values.shape[3])
+            if buf_k is not None and start:
+                grown_k[:, :, :start] = buf_k[:, :, :start]
+                grown_v[:, :, :start] = buf_v[:, :, :start]
+            buf_k, buf_v = self._keys[layer_idx], self._values[layer_idx] = grown_k, grown_v
+        buf_k[:, :, start:start + new] = keys
+        buf_v[:, :, start:start + new] = values
+        self._lengths[layer_idx] = end = start + new
+        return buf_k[:, :, :end], buf_v[:, :, :end]
+
+    def reorder_cache(self, beam_idx: torch.Tensor):
+        """Keep the rows of `beam_idx` (beam search): every layer's self and cross K/V and batch-first extras."""
+        for i, (k, v) in enumerate(zip(self._keys, self._values)):
+            if k is not None:
+                self._keys[i], self._values[i] = k.index_select(0, beam_idx), v.index_select(0, beam_idx)
+        self.cross = [None if kv is None else (kv[0].index_select(0, beam_idx), kv[1].index_select(0, beam_idx))
+                      for kv in self.cross]
+        for name, value in self.extra.items():
+            if isinstance(value, torch.Tensor):
+                self.extra[name] = value.index_select(0, beam_idx)
+            elif isinstance(value, list):
+                self.extra[name] = [t.index_select(0, beam_idx) if isinstance(t, torch.Tensor) else t for t in value]
+
+    def crop(self, length: int):
+        """Forget everything after `length` positions (assisted decoding, stop-string rollback)."""
+        self._lengths = [min(n, length) for n in self._lengths]
