@@ -1,0 +1,260 @@
+"""GGUF checkpoints (llama.cpp's single-file format) -> what the rest of leanformers consumes.
+
+`load_gguf(path)` gives a config.json-style dict, a float32 state dict under Hugging Face names, a `tokenizers`
+object and a tokenizer_config.json-style dict. The `gguf` package (llama.cpp's own gguf-py) parses the file and
+dequantizes the tensors; this module only renames and reshapes. It mirrors transformers' GGUF loader
+(integrations/ggml.py, modeling_gguf_pytorch_utils.py) and says below where it departs from it and why.
+
+No torch at import time: the tokenizer side (`with_tensors=False`) must not pull it in.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+# GGUF metadata key (after "<arch>.") -> config.json key, shared by the Llama-like architectures we load
+_CONFIG_KEYS = {
+    "context_length": "max_position_embeddings",
+    "block_count": "num_hidden_layers",
+    "feed_forward_length": "intermediate_size",
+    "embedding_length": "hidden_size",
+    "rope.freq_base": "rope_theta",
+    "attention.head_count": "num_attention_heads",
+    "attention.head_count_kv": "num_key_value_heads",
+    "attention.layer_norm_rms_epsilon": "rms_norm_eps",
+    "vocab_size": "vocab_size",
+}
+_TOKEN_ID_KEYS = {"bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
+                  "unknown_token_id": "unk_token_id", "padding_token_id": "pad_token_id"}
+
+# per GGUF architecture: model_type, config.json defaults (those of transformers' config class), and whether
+# llama.cpp's converter permuted the Q/K rows (it does so for "llama" only)
+_ARCHITECTURES = {
+    "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "permute_qk": True,
+              "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "attention_bias": False,
+                           "mlp_bias": False, "pretraining_tp": 1}},
+    "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "permute_qk": False,
+              "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "use_sliding_window": False,
+                           "sliding_window": 4096, "max_window_layers": 28}},
+}
+
+# GGUF tensor name (without .weight/.bias) -> Hugging Face name; "{}" is the layer index
+_TENSOR_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+    "blk.{}.attn_norm": "model.layers.{}.input_layernorm",
+    "blk.{}.attn_q": "model.layers.{}.self_attn.q_proj",
+    "blk.{}.attn_k": "model.layers.{}.self_attn.k_proj",
+    "blk.{}.attn_v": "model.layers.{}.self_attn.v_proj",
+    "blk.{}.attn_output": "model.layers.{}.self_attn.o_proj",
+    "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm",
+    "blk.{}.ffn_gate": "model.layers.{}.mlp.gate_proj",
+    "blk.{}.ffn_up": "model.layers.{}.mlp.up_proj",
+    "blk.{}.ffn_down": "model.layers.{}.mlp.down_proj",
+}
+_LAYER_NAME = re.compile(r"blk\.(\d+)\.(.+)")
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
+_CONTROL_TOKEN = 3
+
+# Qwen2's pre-tokenizer split (transformers' Qwen2Converter); llama's byte-level vocabularies use GPT-2's regex
+_QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+@dataclass
+class GGUFCheckpoint:
+    config: dict
+    state_dict: dict = field(default_factory=dict)  # name -> float32 torch.Tensor; empty when with_tensors=False
+    tokenizer_object: object = None  # tokenizers.Tokenizer
+    tokenizer_config: dict = field(default_factory=dict)
+
+
+def load_gguf(path, *, with_tensors: bool = True) -> GGUFCheckpoint:
+    """Read a GGUF file. `with_tensors=False` skips dequantizing (and torch) when only config/tokenizer are needed."""
+    path = os.fspath(path)
+    reader = _open(path)
+    metadata = {name: value.contents() for name, value in reader.fields.items()}
+    tensor_names = [tensor.name for tensor in reader.tensors]
+    config = gguf_config(metadata, tensor_names, path)
+    tokenizer_object, tokenizer_config = gguf_tokenizer(metadata, config, path)
+    state_dict = gguf_state_dict(reader, config, path) if with_tensors else {}
+    return GGUFCheckpoint(config, state_dict, tokenizer_object, tokenizer_config)
+
+
+def _open(path: str):
+    try:
+        import gguf
+    except ImportError as error:
+        raise ImportError("reading GGUF files needs the `gguf` package: pip install gguf") from error
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"{path} is not a GGUF file: it starts with {magic!r}, not b'GGUF'")
+    try:
+        return gguf.GGUFReader(path)
+    except Exception as error:  # gguf-py reports truncated or corrupt files with assorted numpy/struct errors
+        raise ValueError(f"{path} is a damaged GGUF file: {type(error).__name__}: {error}") from error
+
+
+# ---------------------------------------------------------------- config
+def gguf_config(metadata: dict, tensor_names: list[str], path: str = "<gguf>") -> dict:
+    """GGUF metadata -> a config.json-style dict (the fields transformers' GGUF loader sets, plus the defaults
+    its config class would add, so that the dict stands on its own)."""
+    architecture = metadata.get("general.architecture")
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(f"{path}: GGUF architecture {architecture!r} is not supported "
+                         f"(supported: {', '.join(_ARCHITECTURES)})")
+    spec = _ARCHITECTURES[architecture]
+    if metadata.get(f"{architecture}.rope.scaling.type", "none") != "none":
+        # transformers ignores these keys and would compute a different model; refuse rather than guess
+        raise NotImplementedError(f"{path}: RoPE scaling {metadata[f'{architecture}.rope.scaling.type']!r} "
+                                  "in GGUF files is not supported")
+    config = {"model_type": spec["model_type"], "architectures": spec["architectures"], "hidden_act": "silu",
+              "rope_scaling": None, "torch_dtype": "float32", **spec["defaults"]}
+    for gguf_key, config_key in _CONFIG_KEYS.items():
+        if f"{architecture}.{gguf_key}" in metadata:
+            config[config_key] = metadata[f"{architecture}.{gguf_key}"]
+    for gguf_key, config_key in _TOKEN_ID_KEYS.items():
+        config[config_key] = metadata.get(f"tokenizer.ggml.{gguf_key}")
+    missing = [key for key in ("hidden_size", "num_hidden_layers", "num_attention_heads") if key not in config]
+    if missing:
+        raise ValueError(f"{path}: GGUF metadata lacks {', '.join(f'{architecture}.<{k}>' for k in missing)}")
+    config.setdefault("num_key_value_heads", config["num_attention_heads"])
+    config.setdefault("vocab_size", len(metadata.get("tokenizer.ggml.tokens", ())) or None)
+    # Llama GGUFs record the head size; it equals hidden_size / heads unless the model says otherwise
+    config["head_dim"] = metadata.get(f"{architecture}.rope.dimension_count",
+                                      config["hidden_size"] // config["num_attention_heads"])
+    if architecture != "llama":
+        config.pop("head_dim")  # transformers' Qwen2 derives it; rope.dimension_count is not the head size there
+    config["tie_word_embeddings"] = "output.weight" not in tensor_names
+    return config
+
+
+# ---------------------------------------------------------------- tensors
+def gguf_state_dict(reader, config: dict, path: str = "<gguf>") -> dict:
+    """Dequantize every tensor to float32 under its Hugging Face name, undoing llama.cpp's Q/K row permutation."""
+    import numpy as np
+    import torch
+    from gguf.quants import dequantize
+
+    permute_qk = _ARCHITECTURES[_gguf_architecture(config)]["permute_qk"]
+    state_dict = {}
+    for tensor in reader.tensors:
+        name = hf_tensor_name(tensor.name, path)
+        try:
+            weights = dequantize(tensor.data, tensor.tensor_type)  # numpy shape = GGUF shape reversed = torch's
+        except NotImplementedError as error:
+            raise NotImplementedError(f"{path}: tensor {tensor.name} uses {tensor.tensor_type.name}, "
+                                      "which the gguf package cannot dequantize") from error
+        if permute_qk and ".self_attn.q_proj." in name:
+            weights = unpermute_rows(weights, config["num_attention_heads"])
+        elif permute_qk and ".self_attn.k_proj." in name:
+            weights = unpermute_rows(weights, config["num_key_value_heads"])
+        # F32 tensors come back as read-only views of the memory-mapped file; torch needs memory of its own
+        state_dict[name] = torch.from_numpy(np.array(weights, dtype=np.float32, copy=not weights.flags.writeable))
+    return state_dict
+
+
+def _gguf_architecture(config: dict) -> str:
+    return next(arch for arch, spec in _ARCHITECTURES.items() if spec["model_type"] == config["model_type"])
+
+
+def hf_tensor_name(gguf_name: str, path: str = "<gguf>") -> str:
+    """'blk.3.attn_q.weight' -> 'model.layers.3.self_attn.q_proj.weight'."""
+    stem, _, suffix = gguf_name.rpartition(".")
+    layer = _LAYER_NAME.fullmatch(stem)
+    template = f"blk.{{}}.{layer.group(2)}" if layer else stem
+    if template not in _TENSOR_NAMES or suffix not in ("weight", "bias"):
+        raise ValueError(f"{path}: tensor {gguf_name!r} has no Hugging Face counterpart that leanformers knows")
+    hf_stem = _TENSOR_NAMES[template].format(layer.group(1)) if layer else _TENSOR_NAMES[template]
+    return f"{hf_stem}.{suffix}"
+
+
+def unpermute_rows(weights, num_heads: int):
+    """Undo llama.cpp's convert_hf_to_gguf `permute`: within each head it interleaves the two rotary halves
+    (rows 0, d/2, 1, d/2+1, ...) for its adjacent-pair RoPE; Hugging Face's rotate_half wants them back in halves.
+    weights: (num_heads * head_dim, ...) -> same shape."""
+    head_dim = weights.shape[0] // num_heads
+    pairs = weights.reshape(num_heads, head_dim // 2, 2, *weights.shape[1:])
+    return pairs.swapaxes(1, 2).reshape(weights.shape)
+
+
+# ---------------------------------------------------------------- tokenizer
+def gguf_tokenizer(metadata: dict, config: dict, path: str = "<gguf>"):
+    """GGUF tokenizer metadata -> (tokenizers.Tokenizer, tokenizer_config dict)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+
+    kind = metadata.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise NotImplementedError(f"{path}: GGUF tokenizer model {kind!r} is not supported (only byte-level BPE, "
+                                  "tokenizer.ggml.model = 'gpt2')")
+    tokens = metadata["tokenizer.ggml.tokens"]
+    merges = [tuple(merge.split(" ", 1)) for merge in metadata.get("tokenizer.ggml.merges", ())]
+    special_ids = _token_ids(metadata, config)
+    unk_token = tokens[special_ids["unk"]] if special_ids["unk"] is not None else None
+    tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, merges, unk_token=unk_token))
+    _set_pre_tokenizer(tokenizer, config["model_type"])
+    tokenizer.decoder = decoders.ByteLevel()
+    token_types = metadata.get("tokenizer.ggml.token_type", ())
+    tokenizer.add_special_tokens([AddedToken(tokens[i], normalized=False, special=True)
+                                  for i, token_type in enumerate(token_types) if token_type == _CONTROL_TOKEN])
+
+    names = {role: tokens[i] if i is not None else None for role, i in special_ids.items()}
+    # llama.cpp adds no BOS for byte-level BPE vocabularies unless the file asks for it
+    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", False))
+    add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False))
+    tokenizer.post_processor = _post_processor(names["bos"] if add_bos else None, names["eos"] if add_eos else None,
+                                               tokenizer)
+    tokenizer_config = {
+        "bos_token": names["bos"], "eos_token": names["eos"], "unk_token": names["unk"], "pad_token": names["pad"],
+        "add_bos_token": add_bos, "add_eos_token": add_eos,
+        "chat_template": metadata.get("tokenizer.chat_template"),
+        "model_max_length": config.get("max_position_embeddings"),
+        # transformers' GGUF loader sets this for byte-level vocabularies; llama.cpp also cleans spaces by default
+        "clean_up_tokenization_spaces": True,
+    }
+    return tokenizer, tokenizer_config
+
+
+def _token_ids(metadata: dict, config: dict) -> dict:
+    """role -> token id (or None), checked against the vocabulary size."""
+    ids = {"bos": config["bos_token_id"], "eos": config["eos_token_id"], "unk": config["unk_token_id"],
+           "pad": config["pad_token_id"]}
+    vocab_size = len(metadata["tokenizer.ggml.tokens"])
+    for role, i in ids.items():
+        if i is not None and not 0 <= i < vocab_size:
+            raise ValueError(f"GGUF {role} token id {i} is outside the vocabulary of {vocab_size} tokens")
+    return ids
+
+
+def _set_pre_tokenizer(tokenizer, model_type: str) -> None:
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    if model_type == "qwen2":
+        tokenizer.normalizer = normalizers.NFC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
+
+def _post_processor(bos_token, eos_token, tokenizer):
+    """BOS/EOS around each sequence as the file asks; offsets untouched (no trimming) either way."""
+    from tokenizers import processors
+
+    if bos_token is None and eos_token is None:
+        return processors.ByteLevel(trim_offsets=False)
+
+    def around(sequence: str, type_id: int) -> list[str]:
+        return ([f"{bos_token}:{type_id}"] if bos_token else []) + [f"${sequence}:{type_id}"] + \
+            ([f"{eos_token}:{type_id}"] if eos_token else [])
+
+    special = [(token, tokenizer.token_to_id(token)) for token in dict.fromkeys(filter(None, (bos_token, eos_token)))]
+    return processors.TemplateProcessing(single=around("A", 0), pair=around("A", 0) + around("B", 1),
+                                         special_tokens=special)
