@@ -1,0 +1,35 @@
+"""leanformers: the Hugging Face Transformers inference API, small and fast.
+
+Importing this package is cheap: torch and the model code load on first use of a name that needs them.
+"""
+from .config import AutoConfig, Config
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "AutoTokenizer": "tokenization", "Tokenizer": "tokenization", "BatchEncoding": "tokenization",
+    "AutoModel": "modeling.auto", "AutoModelForMaskedLM": "modeling.auto",
+    "AutoModelForSequenceClassification": "modeling.auto", "AutoModelForTokenClassification": "modeling.auto",
+    "AutoModelForQuestionAnswering": "modeling.auto", "AutoModelForMultipleChoice": "modeling.auto",
+    "AutoModelForCausalLM": "modeling.auto", "AutoModelForSeq2SeqLM": "modeling.auto",
+    "PreTrainedModel": "modeling.model",
+    "GenerationConfig": "generation", "TextStreamer": "generation", "TextIteratorStreamer": "generation",
+    "pipeline": "pipelines",
+}
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name[:1].isupper():  # concrete class names: BertForSequenceClassification, GPT2LMHeadModel, ...
+        classes = importlib.import_module(".modeling.auto", __name__).all_classes()
+        if name in classes:
+            return classes[name]
+    raise AttributeError(f"module 'leanformers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

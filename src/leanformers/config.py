@@ -75,7 +75,7 @@ class Config:
         num_labels = d.pop("num_labels", None)
         self.__dict__["_attribute_map"] = ATTRIBUTE_MAPS.get(model_type, {})
         self.__dict__.update(d)
-        self._normalise_labels(num_labels if "id2label" not in kwargs else None)
+        self._normalise_labels(num_labels)
 
     def _normalise_labels(self, num_labels=None):
         id2label = self.__dict__.get("id2label")

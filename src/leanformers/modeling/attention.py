@@ -1,0 +1,126 @@
+"""One Attention for every architecture: self or cross, fused or split qkv, grouped-query, rotary, any additive bias
+(padding / causal mask, T5's relative bias), over SDPA or an eager path that can return the probabilities."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype) -> torch.Tensor | None:
+    """Additive bias (B, 1, Tq, Tk) from a (B, Tk) 0/1 padding mask, plus the causal triangle if `causal`.
+
+    Returns None when nothing is masked (SDPA then takes its fast path; a causal model passes is_causal instead).
+    The queries are the last `query_length` of the `key_length` positions (a KV cache holds the earlier ones).
+    """
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if not padded and (not causal or query_length == key_length or query_length == 1):
+        return None
+    device = attention_mask.device if attention_mask is not None else None
+    allowed = torch.ones(1, 1, query_length, key_length, dtype=torch.bool, device=device)
+    if causal:
+        past = key_length - query_length
+        allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(past)[None, None]
+    if padded:
+        allowed = allowed & attention_mask[:, None, None, :].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, D)
+    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden: int, num_heads: int, *, num_kv_heads: int | None = None, head_dim: int | None = None,
+                 bias: bool = True, out_bias: bool | None = None, fused_qkv: bool = False, scale: float | None = None,
+                 kv_hidden: int | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads or num_heads
+        self.head_dim = head_dim or hidden // num_heads
+        self.scale = scale if scale is not None else self.head_dim ** -0.5
+        q_size, kv_size = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        kv_hidden = kv_hidden or hidden
+        if fused_qkv:
+            self.qkv = nn.Linear(hidden, q_size + 2 * kv_size, bias=bias)
+        else:
+            self.q = nn.Linear(hidden, q_size, bias=bias)
+            self.k = nn.Linear(kv_hidden, kv_size, bias=bias)
+            self.v = nn.Linear(kv_hidden, kv_size, bias=bias)
+        self.o = nn.Linear(q_size, hidden, bias=bias if out_bias is None else out_bias)
+
+    def _heads(self, x, n):  # (B, T, n*D) -> (B, n, T, D)
+        return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
+
+    def _project_kv(self, source):
+        return self._heads(self.k(source), self.num_kv_heads), self._heads(self.v(source), self.num_kv_heads)
+
+    def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, kv_states=None, is_causal=False,
+                output_attentions=False):
+        """x (B, T, hidden); bias additive (B|1, H|1, T, S) or None; kv_states (B, S, kv_hidden) for cross-attention."""
+        if kv_states is None:  # self-attention
+            if hasattr(self, "qkv"):
+                q, k, v = self.qkv(x).split([self.num_heads * self.head_dim] + [self.num_kv_heads * self.head_dim] * 2, -1)
+                q, k, v = self._heads(q, self.num_heads), self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
+            else:
+                q = self._heads(self.q(x), self.num_heads)
+                k, v = self._project_kv(x)
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            if cache is not None:
+                k, v = cache.update(layer_idx, k, v)
+        else:  # cross-attention: K/V of the encoder output are computed once and kept in the cache
+            q = self._heads(self.q(x), self.num_heads)
+            if cache is not None and cache.cross[layer_idx] is not None:
+                k, v = cache.cross[layer_idx]
+            else:
+                k, v = self._project_kv(kv_states)
+                if cache is not None:
+                    cache.cross[layer_idx] = (k, v)
+        out, probs = self._attend(q, k, v, bias, is_causal and bias is None and q.shape[2] > 1, output_attentions)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.num_heads * self.head_dim)
+        return self.o(out), probs
+
+    def _attend(self, q, k, v, bias, is_causal, output_attentions):  # (B, H, T, D), (B, Hkv, S, D) -> (B, H, T, D)
+        if not output_attentions:
+            gqa = self.num_kv_heads != self.num_heads
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal, scale=self.scale,
+                                                 enable_gqa=gqa)
+            return out, None
+        if self.num_kv_heads != self.num_heads:
+            k = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+            v = v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * self.scale
+        if bias is not None:
+            scores = scores + bias
+        elif is_causal:
+            T, S = scores.shape[-2:]
+            scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
+        probs = scores.float().softmax(-1).to(q.dtype)
+        return probs @ v, probs
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding tables (cos, sin) for position ids; `rope_scaling` variants adjust inv_freq."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
+        super().__init__()
+        # built on the CPU explicitly (not a buffer) so a model constructed on the meta device still has it
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float() / head_dim))
+        self.attention_factor = 1.0
+        kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+        if kind == "linear":
+            inv_freq = inv_freq / scaling["factor"]
+        elif kind not in ("default", None):
+            raise NotImplementedError(f"rope_scaling type {kind!r} is not supported yet")
+        self.inv_freq = inv_freq
+
+    def forward(self, position_ids, dtype):  # (B, T) -> cos, sin (B, T, head_dim)
+        freqs = position_ids[..., None].float() * self.inv_freq.to(position_ids.device)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.attention_factor).to(dtype), (emb.sin() * self.attention_factor).to(dtype)

@@ -1,0 +1,157 @@
+"""Task heads on top of a base stack. Each takes the base model's output and returns a dict of logits."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import activation, norm
+
+# task -> the class-name suffix transformers uses (archs may override per task in Spec.class_names)
+TASKS = {
+    "base": "Model",
+    "masked_lm": "ForMaskedLM",
+    "sequence_classification": "ForSequenceClassification",
+    "token_classification": "ForTokenClassification",
+    "question_answering": "ForQuestionAnswering",
+    "multiple_choice": "ForMultipleChoice",
+    "causal_lm": "ForCausalLM",
+    "seq2seq_lm": "ForConditionalGeneration",
+}
+
+
+def embedding_size(spec, config):
+    return config.get("embedding_size", config.hidden_size) if spec.embedding_projection else config.hidden_size
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> act -> norm -> vocabulary projection (tied to the word embeddings) + bias."""
+
+    def __init__(self, spec, config):
+        super().__init__()
+        size = embedding_size(spec, config)
+        self.dense = nn.Linear(config.hidden_size, size)
+        self.act = activation(spec.mlm_act or config.hidden_act)
+        self.norm = norm(spec.norm, size, config.layer_norm_eps)
+        self.decoder = nn.Linear(size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, outputs, **inputs):
+        x = self.norm(self.act(self.dense(outputs.last_hidden_state)))
+        return {"logits": self.decoder(x) + self.bias}
+
+
+class ClassificationHead(nn.Module):
+    """One vector per sequence (pooler / first / last non-padding / last eos token) -> [dense -> act] -> out."""
+
+    def __init__(self, classifier, config, num_outputs: int):
+        super().__init__()
+        hidden = config.hidden_size
+        self.pool = classifier.pool
+        self.dense = nn.Linear(hidden, hidden) if classifier.dense_act else None
+        self.act = activation(classifier.dense_act) if classifier.dense_act else None
+        self.out = nn.Linear(hidden, num_outputs, bias=classifier.bias)
+        self.pad_token_id, self.eos_token_id = config.get("pad_token_id"), config.get("eos_token_id")
+
+    def pooled(self, outputs, input_ids):
+        hidden = outputs.last_hidden_state
+        if self.pool == "pooler":
+            return outputs.pooler_output
+        if self.pool == "first":
+            return hidden[:, 0]
+        if self.pool == "last":  # GPT-2 / Llama: the last token that is not padding
+            if self.pad_token_id is None or input_ids is None:
+                if hidden.shape[0] > 1:
+                    raise ValueError("a batch of several sequences needs config.pad_token_id to find their last tokens")
+                return hidden[:, -1]
+            positions = torch.arange(input_ids.shape[-1], device=hidden.device)
+            last = (positions * input_ids.ne(self.pad_token_id)).argmax(-1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.pool == "eos":  # BART: the last end-of-sequence token
+            eos = input_ids.eq(self.eos_token_id)
+            if len(set(eos.sum(1).tolist())) > 1:
+                raise ValueError("all examples must have the same number of <eos> tokens")
+            return hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
+        raise ValueError(f"unknown pooling {self.pool!r}")
+
+    def forward(self, outputs, input_ids=None, **inputs):
+        x = self.pooled(outputs, input_ids)
+        if self.dense is not None:
+            x = self.act(self.dense(x))
+        return {"logits": self.out(x)}
+
+
+class TokenClassificationHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.out = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, outputs, **inputs):
+        return {"logits": self.out(outputs.last_hidden_state)}
+
+
+class QuestionAnsweringHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.out = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, outputs, **inputs):
+        start, end = self.out(outputs.last_hidden_state).split(1, dim=-1)
+        return {"start_logits": start.squeeze(-1).contiguous(), "end_logits": end.squeeze(-1).contiguous()}
+
+
+class LMHead(nn.Module):
+    """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says so."""
+
+    def __init__(self, config, bias: bool = False, logits_bias: bool = False):
+        super().__init__()
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=bias)
+        self.final_logits_bias = nn.Parameter(torch.zeros(1, config.vocab_size)) if logits_bias else None
+
+    def forward(self, outputs, **inputs):
+        logits = self.decoder(outputs.last_hidden_state)
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias
+        return {"logits": logits}
+
+
+def build_head(task, spec, config):
+    if task == "base":
+        return None
+    if task == "masked_lm":
+        return MaskedLMHead(spec, config)
+    if task == "sequence_classification":
+        return ClassificationHead(spec.classifier, config, config.num_labels)
+    if task == "multiple_choice":
+        return ClassificationHead(spec.multiple_choice, config, 1)
+    if task == "token_classification":
+        return TokenClassificationHead(config)
+    if task == "question_answering":
+        return QuestionAnsweringHead(config)
+    if task in ("causal_lm", "seq2seq_lm"):
+        return LMHead(config)
+    raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+
+
+def compute_loss(task, config, result, labels):
+    """The training loss transformers returns when labels are given (problem_type picks it for classification)."""
+    logits = result.get("logits")
+    if task == "sequence_classification":
+        problem = config.problem_type or (
+            "regression" if config.num_labels == 1 else
+            "single_label_classification" if labels.dtype in (torch.long, torch.int) else "multi_label_classification")
+        if problem == "regression":
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) if config.num_labels == 1 \
+                else F.mse_loss(logits, labels.to(logits.dtype))
+        if problem == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    if task == "question_answering":
+        start, end = labels
+        length = result["start_logits"].shape[1]
+        start, end = start.clamp(0, length), end.clamp(0, length)
+        loss = F.cross_entropy(result["start_logits"], start, ignore_index=length)
+        return (loss + F.cross_entropy(result["end_logits"], end, ignore_index=length)) / 2
+    if task == "causal_lm":  # predict token t+1 from tokens <= t
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)

@@ -1,0 +1,133 @@
+"""The shared building blocks: activations, norms, embeddings, MLP. Every architecture is assembled from these."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _gelu_new(x):  # the tanh approximation GPT-2 and ALBERT were trained with
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": _gelu_new,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "linear": lambda x: x,
+}
+
+
+def activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
+class RMSNorm(nn.Module):
+    """T5 / Llama norm: scale by the root mean square, no mean subtraction, no bias; computed in float32."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def norm(kind: str, size: int, eps: float) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(size, eps=eps)
+    if kind == "rms":
+        return RMSNorm(size, eps)
+    raise ValueError(f"unknown norm kind {kind!r}")
+
+
+def sinusoidal_table(num_positions: int, dim: int, interleaved: bool = False) -> torch.Tensor:
+    """(num_positions, dim) fixed position table: sin in the first half, cos in the second (fairseq/Marian layout),
+    or sin/cos interleaved on even/odd columns (`interleaved`, the original Transformer / DistilBERT layout)."""
+    position = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * -(math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim, dtype=torch.float64)
+    if interleaved:
+        table[:, 0::2] = torch.sin(position * div)
+        table[:, 1::2] = torch.cos(position * div)[:, : dim // 2]
+    else:
+        half = (dim + 1) // 2
+        table[:, :half] = torch.sin(position * div)
+        table[:, half:] = torch.cos(position * div)[:, : dim - half]
+    return table.float()
+
+
+class Embeddings(nn.Module):
+    """word (+ position) (+ token type), optionally scaled, normed and projected to the hidden size.
+
+    Covers BERT (all three + norm), RoBERTa (positions counted past padding), ALBERT/ELECTRA (factorised: embed in
+    `embedding_size`, project to `hidden_size`), GPT-2 (word + learned position), BART (scale + offset positions).
+    """
+
+    def __init__(self, spec, config):
+        super().__init__()
+        hidden = config.hidden_size
+        size = config.get("embedding_size", hidden) if spec.embedding_projection else hidden
+        self.word = nn.Embedding(config.vocab_size, size, padding_idx=None)
+        self.position = None
+        if spec.position == "learned":
+            self.position = nn.Embedding(config.max_position_embeddings + spec.position_offset, size)
+        self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
+        self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
+        self.project = nn.Linear(size, hidden) if spec.embedding_projection and size != hidden else None
+        self.scale = math.sqrt(hidden) if spec.embedding_scale else 1.0
+        self.position_offset = spec.position_offset
+        self.max_positions = config.get("max_position_embeddings", 0)
+
+    def forward(self, input_ids=None, position_ids=None, token_type_ids=None, inputs_embeds=None):
+        x = self.word(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.position is not None:
+            index = position_ids + self.position_offset
+            if index.numel() and int(index.max()) >= self.position.num_embeddings:
+                raise ValueError(
+                    f"position {int(index.max()) - self.position_offset} is past the model's position table "
+                    f"(max_position_embeddings={self.max_positions}); shorten the input (truncation=True)"
+                )
+            x = x + self.position(index)
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(x[..., 0], dtype=torch.long)
+            x = x + self.token_type(token_type_ids)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.project is not None:
+            x = self.project(x)
+        return x
+
+
+class MLP(nn.Module):
+    """up -> act -> down, or the gated form down(act(gate(x)) * up(x)) of T5 v1.1 / Llama."""
+
+    def __init__(self, hidden: int, inner: int, act: str, gated: bool = False, bias: bool = True):
+        super().__init__()
+        self.gate = nn.Linear(hidden, inner, bias=bias) if gated else None
+        self.up = nn.Linear(hidden, inner, bias=bias)
+        self.down = nn.Linear(inner, hidden, bias=bias)
+        self.act = activation(act)
+
+    def forward(self, x):
+        if self.gate is not None:
+            return self.down(self.act(self.gate(x)) * self.up(x))
+        return self.down(self.act(self.up(x)))

@@ -1,0 +1,141 @@
+"""PreTrainedModel: a base stack (`self.model`) plus a task head (`self.head`), built from a Spec.
+
+The concrete classes users import (`BertForSequenceClassification`, `GPT2LMHeadModel`, ...) are made by
+`model_class(spec, task)`: they differ only in their spec, task and name.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config
+from .heads import TASKS, build_head, compute_loss
+from .outputs import ModelOutput
+from .transformer import Transformer
+
+# inputs shaped (batch, choices, length) for multiple choice, flattened to (batch * choices, length)
+_PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+class PreTrainedModel(nn.Module):
+    spec = None          # set on each concrete class
+    task = "base"
+
+    def __init__(self, config: Config):
+        super().__init__()
+        if not isinstance(config, Config):
+            config = Config.from_dict(config.to_dict() if hasattr(config, "to_dict") else dict(config))
+        self.config = config
+        self.model = self.build_base(config)
+        self.head = build_head(self.task, self.spec, config)
+        self.generation_config = None
+
+    def build_base(self, config) -> nn.Module:
+        """The base stack; encoder-decoder and decoder families override via their spec's family."""
+        return Transformer(self.spec, config, causal=self.spec.family == "decoder", pooler=self.uses_pooler())
+
+    def uses_pooler(self) -> bool:
+        """transformers builds the pooler only for the base model and the heads that read it."""
+        if not self.spec.pooler:
+            return False
+        return self.task == "base" or (self.task == "sequence_classification" and self.spec.classifier.pool == "pooler") \
+            or (self.task == "multiple_choice" and self.spec.multiple_choice.pool == "pooler")
+
+    # ---- weights that share storage
+    def tied_weights(self) -> dict[str, str]:
+        """our parameter name -> the name it shares storage with (the output projection and the word embeddings)."""
+        ties = {}
+        if self.task == "masked_lm" or (self.task in ("causal_lm", "seq2seq_lm") and self.config.get(
+                "tie_word_embeddings", self.spec.tied_embeddings) and self.spec.tied_embeddings):
+            ties["head.decoder.weight"] = self.input_embeddings_name()
+        return ties
+
+    def input_embeddings_name(self) -> str:
+        return "model.embeddings.word.weight"
+
+    def tie_weights(self):
+        params = dict(self.named_parameters(remove_duplicate=False))
+        for target, source in self.tied_weights().items():
+            module_name, _, attr = target.rpartition(".")
+            setattr(self.get_submodule(module_name), attr, params[source])
+
+    def get_input_embeddings(self):
+        return self.get_submodule(self.input_embeddings_name().rpartition(".")[0])
+
+    # ---- forward
+    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=True, **kwargs):
+        token_type_ids = kwargs.get("token_type_ids")
+        if token_type_ids is not None and not self.spec.token_types:
+            raise TypeError(f"{type(self).__name__} takes no token_type_ids (this architecture has no token types)")
+        if self.task == "multiple_choice":
+            choices = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[1]
+            input_ids, attention_mask = _flatten(input_ids), _flatten(attention_mask)
+            kwargs = {k: _flatten(v) if k in _PER_TOKEN_INPUTS else v for k, v in kwargs.items()}
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if self.head is None:
+            return outputs if return_dict else outputs.to_tuple()
+        result = self.head(outputs, input_ids=input_ids, attention_mask=attention_mask)
+        if self.task == "multiple_choice":
+            result["logits"] = result["logits"].view(-1, choices)
+        loss = None
+        if labels is not None:
+            loss = compute_loss(self.task, self.config, result, labels)
+        elif self.task == "question_answering" and kwargs.get("start_positions") is not None:
+            loss = compute_loss(self.task, self.config, result, (kwargs["start_positions"], kwargs["end_positions"]))
+        out = ModelOutput(loss=loss, **result, **{k: v for k, v in outputs.items()
+                                                 if k not in ("last_hidden_state", "pooler_output")})
+        return out if return_dict else out.to_tuple()
+
+    # ---- loading / generation front doors
+    @classmethod
+    def from_pretrained(cls, name_or_path, *args, **kwargs):
+        from ..loading import load_pretrained  # loading sits above modeling in the import order
+
+        return load_pretrained(cls, name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, dtype=None, **kwargs):
+        from ..loading import initialise
+
+        model = cls(config)
+        initialise(model, only_meta=False)
+        model.tie_weights()
+        if dtype is not None:
+            model.to(dtype)
+        return model.eval()
+
+    def generate(self, *args, **kwargs):
+        from ..generation import generate  # generation sits above modeling in the import order
+
+        return generate(self, *args, **kwargs)
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _flatten(t):
+    return None if t is None else t.reshape(-1, *t.shape[2:])
+
+
+_CLASSES: dict[tuple[str, str], type] = {}
+
+
+def model_class(spec, task: str) -> type:
+    """The concrete class for (architecture, task), e.g. BertForSequenceClassification."""
+    if task not in spec.tasks:
+        heads = ", ".join(TASKS[t] for t in spec.tasks)
+        raise ValueError(f"{spec.model_type} has no {TASKS.get(task, task)} head; it has: {heads}")
+    key = (spec.model_type, task)
+    if key not in _CLASSES:
+        name = spec.class_names.get(task) or f"{spec.class_prefix}{TASKS[task]}"
+        base = spec.model_class if spec.model_class is not None else PreTrainedModel
+        _CLASSES[key] = type(name, (base,), {"spec": spec, "task": task, "__module__": "leanformers"})
+    return _CLASSES[key]

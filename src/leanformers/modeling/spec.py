@@ -1,0 +1,59 @@
+"""The declarative description of an architecture: its real axes of variation and its checkpoint names.
+
+One `Spec` per architecture lives in `archs/<name>.py`. Everything else (layers, attention, stacks, heads, loading)
+reads a Spec; nothing else is per-model. Keep this list short: add an axis only when two architectures need it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """How a sequence-level head reads the sequence: which vector, then an optional dense + activation."""
+    pool: str = "first"            # "pooler" (base model's pooler) | "first" token | "last" non-padding token | "eos"
+    dense_act: str | None = None   # e.g. "tanh" (RoBERTa), "gelu" (ELECTRA), "relu" (DistilBERT); None = no dense
+    bias: bool = True              # bias of the output projection (GPT-2 / Llama `score` has none)
+
+
+@dataclass(frozen=True)
+class Spec:
+    model_type: str
+    family: str                         # "encoder" | "decoder" | "encoder-decoder"
+    base_prefix: str                    # checkpoint prefix of the base model inside head models ("bert", "transformer")
+    renames: dict[str, str]             # checkpoint module path (base prefix stripped) -> ours; "{}" = a layer index
+    head_renames: dict[str, str] = field(default_factory=dict)  # checkpoint path -> ours under "head."
+    tasks: tuple[str, ...] = ("base",)  # heads this architecture has (see heads.TASKS)
+    class_prefix: str = ""              # "Bert" -> BertModel, BertForMaskedLM, ... (the names users import)
+    class_names: dict[str, str] = field(default_factory=dict)  # task -> a name that breaks the pattern (GPT2LMHeadModel)
+    model_class: type | None = None     # a PreTrainedModel subclass, for families whose forward differs (seq2seq)
+
+    # embeddings
+    position: str | None = "learned"    # "learned" | "sinusoidal" | "rotary" | "relative" | None
+    position_offset: int = 0            # BART/OPT learned tables start at 2
+    positions_from_padding: bool = False  # RoBERTa: positions count past padding_idx
+    token_types: bool = False
+    embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
+    embedding_norm: bool = False
+    embedding_projection: bool = False  # ALBERT / ELECTRA: embedding_size != hidden_size
+    # blocks
+    norm: str = "layer"                 # "layer" | "rms"
+    pre_norm: bool = False              # x + f(norm(x)) instead of norm(x + f(x))
+    final_norm: bool = False
+    fused_qkv: bool = False
+    qkv_bias: bool = True
+    out_bias: bool = True
+    mlp_bias: bool = True
+    gated_mlp: bool = False
+    attention_scale: bool = True        # T5 does not divide scores by sqrt(head_dim)
+    shared_layers: bool = False         # ALBERT: one set of layer weights reused num_hidden_layers times
+    pooler: bool = False                # dense + tanh over the first token (BERT, ALBERT)
+    # heads
+    mlm_act: str | None = None          # masked-LM transform activation; None = config.hidden_act
+    classifier: ClassifierSpec = ClassifierSpec()
+    multiple_choice: ClassifierSpec = ClassifierSpec(pool="pooler")
+    tied_embeddings: bool = True        # output projection shares the word embeddings unless config says otherwise
+    # loading
+    transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
+    convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express

@@ -1,0 +1,128 @@
+"""Stacks assembled from a Spec: a Block (attention, optional cross-attention, MLP, norms) and a Transformer (embeddings,
+blocks, final norm, pooler) that serves as encoder, decoder, or either half of an encoder-decoder."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import Attention, Rotary, attention_bias
+from .cache import KVCache
+from .layers import MLP, Embeddings, norm
+from .outputs import ModelOutput
+
+
+def attention_for(spec, config, kv_hidden=None) -> Attention:
+    hidden = config.hidden_size
+    return Attention(
+        hidden, config.num_attention_heads, num_kv_heads=config.get("num_key_value_heads"),
+        head_dim=config.get("head_dim"), bias=spec.qkv_bias, out_bias=spec.out_bias,
+        fused_qkv=spec.fused_qkv and kv_hidden is None, scale=None if spec.attention_scale else 1.0,
+        kv_hidden=kv_hidden,
+    )
+
+
+class Block(nn.Module):
+    def __init__(self, spec, config, cross: bool = False):
+        super().__init__()
+        hidden, eps = config.hidden_size, config.layer_norm_eps
+        self.pre_norm = spec.pre_norm
+        self.attention = attention_for(spec, config)
+        self.attention_norm = norm(spec.norm, hidden, eps)
+        self.cross_attention = attention_for(spec, config, kv_hidden=hidden) if cross else None
+        self.cross_attention_norm = norm(spec.norm, hidden, eps) if cross else None
+        inner = config.get("intermediate_size") or 4 * hidden
+        self.mlp = MLP(hidden, inner, config.hidden_act, gated=spec.gated_mlp, bias=spec.mlp_bias)
+        self.mlp_norm = norm(spec.norm, hidden, eps)
+
+    def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
+                encoder_states=None, cross_bias=None, output_attentions=False):
+        """x (B, T, hidden) -> (B, T, hidden), self-attention probs, cross-attention probs."""
+        attend = dict(cache=cache, layer_idx=layer_idx, output_attentions=output_attentions)
+        cross_probs = None
+        if self.pre_norm:
+            out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal, **attend)
+            x = x + out
+            if self.cross_attention is not None:
+                out, cross_probs = self.cross_attention(self.cross_attention_norm(x), cross_bias,
+                                                        kv_states=encoder_states, **attend)
+                x = x + out
+            return x + self.mlp(self.mlp_norm(x)), probs, cross_probs
+        out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, **attend)
+        x = self.attention_norm(x + out)
+        if self.cross_attention is not None:
+            out, cross_probs = self.cross_attention(x, cross_bias, kv_states=encoder_states, **attend)
+            x = self.cross_attention_norm(x + out)
+        return self.mlp_norm(x + self.mlp(x)), probs, cross_probs
+
+
+class Transformer(nn.Module):
+    """Embeddings -> blocks -> final norm (-> pooler). `causal` makes it a decoder; `cross` adds cross-attention."""
+
+    def __init__(self, spec, config, *, causal: bool = False, cross: bool = False, embeddings: nn.Module | None = None,
+                 pooler: bool = False):
+        super().__init__()
+        self.spec, self.config, self.causal = spec, config, causal
+        self.embeddings = embeddings if embeddings is not None else Embeddings(spec, config)
+        n = config.num_hidden_layers
+        self.layers = nn.ModuleList(Block(spec, config, cross) for _ in range(1 if spec.shared_layers else n))
+        # which block runs at each depth: ALBERT reuses one block for every depth
+        self.schedule = [0] * n if spec.shared_layers else list(range(n))
+        self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) if spec.final_norm else None
+        self.rotary = None
+        if spec.position == "rotary":
+            head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
+            self.rotary = Rotary(head_dim, config.get("rope_theta", 10000.0), config.get("rope_scaling"))
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
+
+    def position_ids(self, input_ids, inputs_embeds, past_length):
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        if self.spec.positions_from_padding:
+            pad = self.config.pad_token_id
+            if input_ids is not None:  # RoBERTa: count real tokens, padding keeps position `pad`
+                mask = input_ids.ne(pad).long()
+                return (torch.cumsum(mask, dim=1) + past_length) * mask + pad
+            return torch.arange(pad + 1, pad + 1 + length, device=device).expand(batch, length)
+        return torch.arange(past_length, past_length + length, device=device).expand(batch, length)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=False,
+                output_attentions=False, output_hidden_states=False, **unused):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if input_ids is not None and input_ids.dim() == 1:
+            input_ids = input_ids[None]
+        if use_cache and past_key_values is None:
+            past_key_values = KVCache(len(self.schedule))
+        cache = past_key_values if use_cache or past_key_values is not None else None
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal"):
+            position_ids = self.position_ids(input_ids, inputs_embeds, past)
+        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
+        length = x.shape[1]
+        bias = attention_bias(attention_mask, length, past + length, self.causal, x.dtype)
+        cross_bias = None
+        if encoder_hidden_states is not None:
+            cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)
+        rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        hidden_states, attentions, cross_attentions = [], [], []
+        for depth, index in enumerate(self.schedule):
+            if output_hidden_states:
+                hidden_states.append(x)
+            x, probs, cross_probs = self.layers[index](
+                x, bias, cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
+                encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions)
+            attentions.append(probs)
+            cross_attentions.append(cross_probs)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if output_hidden_states:
+            hidden_states.append(x)
+        return ModelOutput(
+            last_hidden_state=x,
+            pooler_output=torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None,
+            past_key_values=cache if use_cache else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions and encoder_hidden_states is not None else None,
+        )
