@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from collections.abc import Mapping
+
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import processors
@@ -489,7 +491,7 @@ class Tokenizer:
             padding_side: str | None = None, return_attention_mask: bool | None = None,
             return_tensors=None, verbose: bool = True) -> BatchEncoding:
         """Pad already-encoded features (a dict of lists, or a list of dicts) the way transformers' pad() does."""
-        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         encoded_inputs = {key: _to_py(value) for key, value in dict(encoded_inputs).items()}
         main = self.model_input_names[0]
