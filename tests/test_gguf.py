@@ -8,7 +8,7 @@ import torch
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
 
-from leanformers.gguf import hf_tensor_name, load_gguf, unpermute_rows  # noqa: E402
+from leanformers.gguf import gguf_config, hf_tensor_name, load_gguf, unpermute_rows  # noqa: E402
 
 MODELS = Path(__file__).parents[1] / ".models"
 SMOLLM2 = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -126,7 +126,15 @@ def test_real_tokenizer_through_leanformers_tokenizer(smollm2, smollm2_oracle_to
         pytest.skip("leanformers.tokenization.Tokenizer is not written yet")
     tokenizer = tokenization.Tokenizer(smollm2.tokenizer_object, **smollm2.tokenizer_config)
     for text in TEXTS:
-        assert tokenizer(text)["input_ids"] == smollm2_oracle_tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text)["input_ids"]
+        assert ids == smollm2_oracle_tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == smollm2_oracle_tokenizer.decode(
+            ids, skip_special_tokens=True)
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (1, 2, 2)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    for tokenize in (False, True):
+        assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize) == \
+            smollm2_oracle_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize)
 
 
 @needs_smollm2
@@ -308,11 +316,15 @@ def test_tiny_gguf_bos_follows_the_file(tmp_path):
     assert pair.ids.count(1) == 2 and pair.type_ids[-1] == 1
 
 
-def test_tokenizer_only_load_skips_tensors(tmp_path):
+def test_folder_plus_file_name_and_config_only(tmp_path):
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied=True))
-    checkpoint = load_gguf(path, with_tensors=False)
+    checkpoint = load_gguf(tmp_path, "tiny.gguf", with_tensors=False)
     assert checkpoint.state_dict == {} and checkpoint.config["num_hidden_layers"] == TINY["layers"]
     assert checkpoint.tokenizer_object.encode("hello").ids
+    assert gguf_config(tmp_path, "tiny.gguf") == checkpoint.config == gguf_config(path)
+    assert load_gguf(tmp_path, str(path)).state_dict.keys() == load_gguf(path).state_dict.keys()
+    with pytest.raises(FileNotFoundError, match="other.gguf"):
+        load_gguf(tmp_path, "other.gguf")
 
 
 def test_unpermute_inverts_llama_cpp_permute():

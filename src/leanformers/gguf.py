@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from . import hub
+
 # GGUF metadata key (after "<arch>.") -> config.json key, shared by the Llama-like architectures we load
 _CONFIG_KEYS = {
     "context_length": "max_position_embeddings",
@@ -32,9 +34,11 @@ _TOKEN_ID_KEYS = {"bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id"
 # llama.cpp's converter permuted the Q/K rows (it does so for "llama" only)
 _ARCHITECTURES = {
     "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "permute_qk": True,
+              "tokenizer_class": "LlamaTokenizerFast",
               "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "attention_bias": False,
                            "mlp_bias": False, "pretraining_tp": 1}},
     "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "permute_qk": False,
+              "tokenizer_class": "Qwen2TokenizerFast",
               "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "use_sliding_window": False,
                            "sliding_window": 4096, "max_window_layers": 28}},
 }
@@ -72,16 +76,40 @@ class GGUFCheckpoint:
     tokenizer_config: dict = field(default_factory=dict)
 
 
-def load_gguf(path, *, with_tensors: bool = True) -> GGUFCheckpoint:
-    """Read a GGUF file. `with_tensors=False` skips dequantizing (and torch) when only config/tokenizer are needed."""
-    path = os.fspath(path)
+def load_gguf(name_or_path, gguf_file=None, *, with_tensors: bool = True, subfolder: str = "",
+              **where) -> GGUFCheckpoint:
+    """Read a GGUF file: `load_gguf("x.gguf")` or, as from_pretrained takes it, `load_gguf(folder_or_repo, "x.gguf")`.
+    `with_tensors=False` skips dequantizing (and torch) when only the config and tokenizer are needed.
+    `where`: revision / cache_dir / token / local_files_only, as for hub.resolve."""
+    path = resolve_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
     reader = _open(path)
-    metadata = {name: value.contents() for name, value in reader.fields.items()}
-    tensor_names = [tensor.name for tensor in reader.tensors]
-    config = gguf_config(metadata, tensor_names, path)
-    tokenizer_object, tokenizer_config = gguf_tokenizer(metadata, config, path)
+    metadata = _metadata(reader)
+    config = config_from_metadata(metadata, [tensor.name for tensor in reader.tensors], path)
+    tokenizer_object, tokenizer_config = tokenizer_from_metadata(metadata, config, path)
     state_dict = gguf_state_dict(reader, config, path) if with_tensors else {}
     return GGUFCheckpoint(config, state_dict, tokenizer_object, tokenizer_config)
+
+
+def gguf_config(name_or_path, gguf_file=None, *, subfolder: str = "", **where) -> dict:
+    """Only the config.json-style dict of a GGUF file (no tensors, no tokenizer)."""
+    path = resolve_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
+    reader = _open(path)
+    return config_from_metadata(_metadata(reader), [tensor.name for tensor in reader.tensors], path)
+
+
+def resolve_gguf(name_or_path, gguf_file=None, *, subfolder: str = "", **where) -> str:
+    """Local path of the GGUF file: `name_or_path` itself when `gguf_file` is None, `gguf_file` when it is a path
+    of its own, else `gguf_file` inside the folder or Hub repo `name_or_path`."""
+    if gguf_file is None:
+        return os.fspath(name_or_path)
+    gguf_file = os.fspath(gguf_file)
+    if os.path.isabs(gguf_file):
+        return gguf_file
+    return hub.resolve(name_or_path, gguf_file, subfolder=subfolder, **where)
+
+
+def _metadata(reader) -> dict:
+    return {name: value.contents() for name, value in reader.fields.items()}
 
 
 def _open(path: str):
@@ -102,7 +130,7 @@ def _open(path: str):
 
 
 # ---------------------------------------------------------------- config
-def gguf_config(metadata: dict, tensor_names: list[str], path: str = "<gguf>") -> dict:
+def config_from_metadata(metadata: dict, tensor_names: list[str], path: str = "<gguf>") -> dict:
     """GGUF metadata -> a config.json-style dict (the fields transformers' GGUF loader sets, plus the defaults
     its config class would add, so that the dict stands on its own)."""
     architecture = metadata.get("general.architecture")
@@ -185,7 +213,7 @@ def unpermute_rows(weights, num_heads: int):
 
 
 # ---------------------------------------------------------------- tokenizer
-def gguf_tokenizer(metadata: dict, config: dict, path: str = "<gguf>"):
+def tokenizer_from_metadata(metadata: dict, config: dict, path: str = "<gguf>"):
     """GGUF tokenizer metadata -> (tokenizers.Tokenizer, tokenizer_config dict)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
 
@@ -211,6 +239,7 @@ def gguf_tokenizer(metadata: dict, config: dict, path: str = "<gguf>"):
     tokenizer.post_processor = _post_processor(names["bos"] if add_bos else None, names["eos"] if add_eos else None,
                                                tokenizer)
     tokenizer_config = {
+        "tokenizer_class": _ARCHITECTURES[_gguf_architecture(config)]["tokenizer_class"],
         "bos_token": names["bos"], "eos_token": names["eos"], "unk_token": names["unk"], "pad_token": names["pad"],
         "add_bos_token": add_bos, "add_eos_token": add_eos,
         "chat_template": metadata.get("tokenizer.chat_template"),
