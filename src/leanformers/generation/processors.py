@@ -348,9 +348,9 @@ def _positive_int(name, value) -> int:
 class StopStrings:
     """Stop a row when a stop string ends inside its newest token (transformers' StopStringCriteria rule).
 
-    The stop string must overlap the newest token's start: text that a later token merely follows does not count,
-    and a stop string found wholly inside the newest token after other characters does not count either.
-    Token texts are decoded once per token id, after a fixed prefix so that leading spaces survive.
+    The string may start in earlier tokens or lie wholly inside the newest one; a string that ended before the
+    newest token does not count (it was checked when it appeared). Token texts are decoded once per token id,
+    after a fixed prefix so that leading spaces survive.
     """
     _PREFIX = "abcdef"
 
@@ -379,12 +379,7 @@ class StopStrings:
             i -= 1
             before = self._token_text(ids[i]) + before
         text, start = before + last, len(before)  # `start`: where the newest token begins
-        for s in self.stop_strings:
-            first = max(0, start - len(s) + 1)
-            at = text.find(s, first)
-            if at != -1 and at <= start < at + len(s):
-                return True
-        return False
+        return any(text.find(s, max(0, start - len(s) + 1)) != -1 for s in self.stop_strings)
 
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
         tail = input_ids[:, -(self.longest + 1):].tolist()
