@@ -27,12 +27,16 @@ class PreTrainedModel(nn.Module):
             config = Config.from_dict(config.to_dict() if hasattr(config, "to_dict") else dict(config))
         self.config = config
         self.model = self.build_base(config)
-        self.head = build_head(self.task, self.spec, config)
+        self.head = self.build_head(config)
         self.generation_config = None
 
     def build_base(self, config) -> nn.Module:
         """The base stack; encoder-decoder and decoder families override via their spec's family."""
         return Transformer(self.spec, config, causal=self.spec.family == "decoder", pooler=self.uses_pooler())
+
+    def build_head(self, config) -> nn.Module | None:
+        """The task head; a family whose head is not in heads.py (Transformer-XL's adaptive softmax) overrides this."""
+        return build_head(self.task, self.spec, config)
 
     def uses_pooler(self) -> bool:
         """transformers builds the pooler only for the base model and the heads that read it."""
