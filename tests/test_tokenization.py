@@ -290,3 +290,64 @@ def test_errors(tmp_path):
 def test_import_does_not_load_torch():
     code = "import sys, leanformers.tokenization; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- vocab.json + SentencePiece (slow-only in transformers)
+def spm_vocab_folder(tmp_path, files: dict, model_type: str, head: list[str], tail: list[str]):
+    """Copy SentencePiece models under their family's names and number their pieces in a vocab.json."""
+    import sentencepiece
+
+    pieces = list(head)
+    for source, target in files.items():
+        shutil.copy(MODELS / "spm" / SPM[source], tmp_path / target)
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / target))
+        pieces += [p for p in map(processor.id_to_piece, range(3, processor.get_piece_size())) if p not in pieces]
+    pieces += tail
+    (tmp_path / "vocab.json").write_text(json.dumps({p: i for i, p in enumerate(pieces)}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return tmp_path
+
+
+SEQ2SEQ_TEXTS = ["Hello, unaffable world!", "I was a  naughty boy.", "Crème brûlée 東京 😀", "",
+                 " tabs\tand\nnew  lines ", "an <unk> inside and </s> too"]
+
+
+def check_seq2seq(ours, oracle, texts, targets, language_tokens=0):
+    # M2M100 numbers its language tokens after vocab.json but leaves them out of len(); ours counts them
+    assert ours.all_special_ids == oracle.all_special_ids and len(ours) == len(oracle) + language_tokens
+    assert ours.model_input_names == list(oracle.model_input_names)
+    for text in texts + targets:
+        same_encoding(ours, oracle, text)
+        same_encoding(ours, oracle, text_target=text)
+        ids = oracle(text_target=text)["input_ids"]
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == oracle.decode(ids, skip_special_tokens=skip)
+    same_encoding(ours, oracle, texts, text_target=targets, padding=True, truncation=True, max_length=10,
+                  )
+    got = ours(texts, text_target=targets, padding=True, return_tensors="pt")
+    expected = oracle(texts, text_target=targets, padding=True, return_tensors="pt")
+    assert all(got[key].tolist() == expected[key].tolist() for key in expected) and set(got) == set(expected)
+
+
+@needs_models
+@pytest.mark.parametrize("source,target", [("unigram", "bpe"), ("bpe", "unigram")])
+def test_marian(tmp_path, source, target):
+    pytest.importorskip("sentencepiece")
+    folder = spm_vocab_folder(tmp_path, {source: "source.spm", target: "target.spm"}, "marian",
+                              ["</s>", "<unk>"], [">>fr<<", ">>de<<", "<pad>"])
+    ours, oracle = both(folder)
+    texts = SEQ2SEQ_TEXTS + [">>fr<< I was a boy.", ">>de<<Hello"]
+    check_seq2seq(ours, oracle, texts, list(reversed(texts)))
+
+
+@needs_models
+def test_m2m100(tmp_path):
+    pytest.importorskip("sentencepiece")
+    folder = spm_vocab_folder(tmp_path, {"bpe": "sentencepiece.bpe.model"}, "m2m_100",
+                              ["<s>", "<pad>", "</s>", "<unk>"], [])
+    ours, oracle = both(folder, src_lang="fr", tgt_lang="de")
+    check_seq2seq(ours, oracle, SEQ2SEQ_TEXTS + ["Hello __de__ world"], list(reversed(SEQ2SEQ_TEXTS)),
+                  language_tokens=100)
+    ours.src_lang = oracle.src_lang = "ja"
+    same_encoding(ours, oracle, SEQ2SEQ_TEXTS[0])
+    assert ours.convert_tokens_to_ids("__ja__") == oracle.get_lang_id("ja")

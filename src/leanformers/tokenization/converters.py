@@ -241,6 +241,32 @@ def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_acce
     return tokenizer
 
 
+def sentencepiece_with_vocab(model_file, vocab: dict[str, int], unk_token: str) -> BackendTokenizer:
+    """Marian / M2M100: SentencePiece segments, a separate vocab.json numbers the pieces (unknown ones -> unk)."""
+    spm = read_spm_model(model_file)
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"the vocab.json next to {model_file} must number its tokens 0..{len(vocab) - 1} without gaps")
+    if unk_token not in vocab:
+        raise KeyError(f"the vocab.json next to {model_file} has no unk token {unk_token!r}")
+    if spm.model_type == MODEL_BPE:
+        merges = [(left, right) for left, right in bpe_merges_from_scores(spm.vocab, [(p.piece, p.score) for p in spm.pieces])
+                  if left in vocab and right in vocab and left + right in vocab]
+        model = BPE(vocab, merges, unk_token=unk_token, fuse_unk=True, byte_fallback=False, dropout=None)
+    elif spm.model_type == MODEL_UNIGRAM:
+        # pieces SentencePiece never emits (control, unknown, or absent from the model) must never win the search
+        scores = {p.piece: p.score for p in spm.pieces if p.type in (PIECE_NORMAL, PIECE_USER_DEFINED)}
+        ordered = sorted(vocab, key=vocab.get)
+        model = Unigram([(piece, scores.get(piece, -1e10)) for piece in ordered], unk_id=vocab[unk_token],
+                        byte_fallback=False)
+    else:
+        raise ValueError(f"{model_file}: SentencePiece model type {spm.model_type} cannot be converted")
+    tokenizer = BackendTokenizer(model)
+    tokenizer.normalizer = _spm_normalizer(spm)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
+    return tokenizer
+
+
 def _number_comma_ok(piece: str) -> bool:
     return len(piece) < 2 or piece[-1] != "," or not piece[-2].isdigit()
 

@@ -16,6 +16,11 @@ MBART_LANGUAGE_CODES = (
     "ar_AR cs_CZ de_DE en_XX es_XX et_EE fi_FI fr_XX gu_IN hi_IN it_IT ja_XX kk_KZ ko_KR lt_LT lv_LV my_MM ne_NP "
     "nl_XX ro_RO ru_RU si_LK tr_TR vi_VN zh_CN"
 ).split()
+M2M100_LANGUAGES = (
+    "af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl gu ha he hi hr ht hu "
+    "hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn mr ms my ne nl no ns oc or pa pl ps pt ro "
+    "ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr uk ur uz vi wo xh yi yo zh zu"
+).split()
 MBART50_LANGUAGE_CODES = MBART_LANGUAGE_CODES + (
     "af_ZA az_AZ bn_IN fa_IR he_IL hr_HR id_ID ka_GE km_KH mk_MK ml_IN mn_MN mr_IN pl_PL ps_AF pt_XX sv_SE sw_KE "
     "ta_IN te_IN th_TH tl_XX uk_UA ur_PK xh_ZA gl_ES sl_SI"
@@ -44,8 +49,13 @@ class Family:
     files: str | None = None  # which legacy files build it: "wordpiece", "bpe", "spm", "marian", "m2m100"
     converted_defaults: dict = field(default_factory=dict)  # extra defaults of the slow class, used on conversion
     words_need_prefix_space: bool = False  # byte-level BPE refuses is_split_into_words without add_prefix_space
-    language_codes: tuple[str, ...] = ()
+    language_codes: tuple[str, ...] = ()  # language tokens, added as special tokens
     language_code_first: bool = False  # mBART-50/M2M100: [lang] X </s>; mBART: X </s> [lang]
+    language_token: str = "{}"  # src_lang "en" -> token "__en__" for M2M100
+    language_codes_special: bool = True  # M2M100 numbers them after vocab.json but never treats them as special
+    default_src_lang: str = "en_XX"
+    # slow-only tokenizers (Marian, M2M100) decode runs of pieces and put each special token apart, then strip
+    special_token_separator: str | None = None
 
 
 def _bert(input_names=WITH_TYPE_IDS) -> Family:
@@ -83,6 +93,12 @@ FAMILIES: dict[str, Family] = {
     "MBartTokenizer": _mbart(MBART_LANGUAGE_CODES, first=False),
     "MBart50Tokenizer": _mbart(MBART50_LANGUAGE_CODES, first=True,
                                special={k: v for k, v in FAIRSEQ_SPECIAL.items() if k != "bos_token"}),
+    "MarianTokenizer": Family(dict(unk_token="<unk>", eos_token="</s>", pad_token="<pad>", model_max_length=512),
+                              WITHOUT_TYPE_IDS, "marian", special_token_separator=" "),
+    "M2M100Tokenizer": Family({**{k: v for k, v in FAIRSEQ_SPECIAL.items() if k != "cls_token"}},
+                              WITHOUT_TYPE_IDS, "m2m100", language_codes=tuple(f"__{c}__" for c in M2M100_LANGUAGES),
+                              language_code_first=True, language_token="__{}__", default_src_lang="en",
+                              special_token_separator="", language_codes_special=False),
     "LlamaTokenizer": Family(dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", add_bos_token=True,
                                   add_eos_token=False, clean_up_tokenization_spaces=False), WITHOUT_TYPE_IDS),
     "GemmaTokenizer": Family(dict(unk_token="<unk>", bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
@@ -96,7 +112,8 @@ MODEL_TYPE_FAMILIES = {
     "bert": "BertTokenizer", "electra": "ElectraTokenizer", "distilbert": "DistilBertTokenizer",
     "roberta": "RobertaTokenizer", "bart": "BartTokenizer", "longformer": "LongformerTokenizer",
     "gpt2": "GPT2Tokenizer", "albert": "AlbertTokenizer", "t5": "T5Tokenizer", "mt5": "T5Tokenizer",
-    "xlm-roberta": "XLMRobertaTokenizer", "mbart": "MBartTokenizer", "llama": "LlamaTokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer", "mbart": "MBartTokenizer", "marian": "MarianTokenizer",
+    "m2m_100": "M2M100Tokenizer", "llama": "LlamaTokenizer",
     "mistral": "LlamaTokenizer", "gemma": "GemmaTokenizer", "qwen2": "Qwen2Tokenizer",
 }
 

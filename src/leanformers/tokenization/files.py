@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from tokenizers import AddedToken
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import processors
 
@@ -20,6 +21,8 @@ LEGACY_FILES = {
     "wordpiece": ("vocab.txt",),
     "bpe": ("vocab.json", "merges.txt"),
     "spm": ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model"),
+    "marian": ("source.spm", "target.spm", "vocab.json"),
+    "m2m100": ("sentencepiece.bpe.model", "vocab.json"),
 }
 FAIRSEQ_HEAD = ("<s>", "<pad>", "</s>", "<unk>")
 
@@ -149,13 +152,40 @@ def _from_legacy_files(name_or_path, kind: str, find, init_kwargs: dict) -> Toke
             add_prefix_space=options.get("add_prefix_space", True) is not False,
             legacy=options.get("legacy", True) is not False)
         init_kwargs.setdefault("vocab_file", model_file)
+    elif kind in ("marian", "m2m100"):
+        backend, target = _vocab_json_backends(kind, need, options)
+        if target is not None:
+            init_kwargs["target_tokenizer_object"] = target
     else:
         raise ValueError(f"unknown tokenizer file kind {kind!r}")
     tokenizer = Tokenizer(backend, **init_kwargs)
     post_processor = _post_processor(tokenizer)
     if post_processor is not None:
-        backend.post_processor = post_processor
+        for side in {id(backend): backend, id(init_kwargs.get("target_tokenizer_object")): init_kwargs.get(
+                "target_tokenizer_object")}.values():
+            if side is not None:
+                side.post_processor = post_processor
     return tokenizer
+
+
+def _vocab_json_backends(kind: str, need, options: dict):
+    """Marian (source.spm, target.spm, vocab.json [+ target_vocab.json]) and M2M100 (one spm, vocab.json)."""
+    unk = str(as_added_token(options.get("unk_token")))
+    if kind == "m2m100":
+        model_file, vocab_file = need("sentencepiece.bpe.model", "vocab.json")
+        vocab = _load(vocab_file)
+        codes = [code for code in family_of("M2M100Tokenizer").language_codes if code not in vocab]
+        vocab.update({code: len(vocab) + i for i, code in enumerate(codes)})  # ids after vocab.json, as transformers
+        return converters.sentencepiece_with_vocab(model_file, vocab, unk), None
+    source_file, target_file, vocab_file = need("source.spm", "target.spm", "vocab.json")
+    vocab = _load(vocab_file)
+    target_vocab = _load(need("target_vocab.json")[0]) if options.get("separate_vocabs") else vocab
+    source = converters.sentencepiece_with_vocab(source_file, vocab, unk)
+    target = converters.sentencepiece_with_vocab(target_file, target_vocab, unk)
+    # ">>fr<<" target-language tokens lead the text of multilingual models; SentencePiece must not split them
+    for side in (source, target):
+        side.add_tokens([AddedToken(t, normalized=False) for t in vocab if t.startswith(">>") and t.endswith("<<")])
+    return source, target
 
 
 def _spm_recipe(family: str, options: dict) -> converters.SpmRecipe:
@@ -192,6 +222,8 @@ def _post_processor(tok: Tokenizer):
         return _template(tok, ["<s>", "$A", "</s>"], ["<s>", "$A", "</s>", "</s>", "$B", "</s>"])
     if family == "T5Tokenizer":
         return _template(tok, ["$A", "</s>"], ["$A", "</s>", "$B", "</s>"])
+    if family == "MarianTokenizer":
+        return _template(tok, ["$A", "</s>"], ["$A", "$B", "</s>"])
     return None
 
 

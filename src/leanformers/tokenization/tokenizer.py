@@ -36,7 +36,9 @@ class Tokenizer:
     def __init__(self, tokenizer_object: BackendTokenizer, **init_kwargs):
         if not isinstance(tokenizer_object, BackendTokenizer):
             raise TypeError(f"tokenizer_object must be a tokenizers.Tokenizer, not {type(tokenizer_object).__name__}")
-        self._tokenizer = tokenizer_object
+        target = init_kwargs.pop("target_tokenizer_object", None)
+        self._tokenizer = self._source_tokenizer = tokenizer_object
+        self._target_tokenizer = target  # Marian: text_target is split by the target SentencePiece model
         self.family = family_name(init_kwargs.get("tokenizer_class"))
         family = family_of(self.family)
         kwargs = {**family.defaults, **{k: v for k, v in init_kwargs.items() if k not in ("tokenizer_class",)}}
@@ -63,19 +65,22 @@ class Tokenizer:
         extra_ids = kwargs.get("extra_ids", 0) or 0
         if extra_ids and not any("<extra_id_" in str(t) for t in additional):
             additional += [f"<extra_id_{i}>" for i in range(extra_ids)]  # T5's sentinels
-        additional += [code for code in family.language_codes if code not in map(str, additional)]
+        if family.language_codes_special:
+            additional += [code for code in family.language_codes if code not in map(str, additional)]
         self._special["additional_special_tokens"] = additional
-        self._register_added_tokens(kwargs.pop("added_tokens_decoder", None) or {})
+        added_tokens_decoder = kwargs.pop("added_tokens_decoder", None) or {}
+        for backend in filter(None, (self._source_tokenizer, self._target_tokenizer)):
+            self._register_added_tokens(backend, added_tokens_decoder)
         self._tokenizer.encode_special_tokens = self.split_special_tokens
         self._fix_backend(family)
 
     # ---------------------------------------------------------------- set-up
-    def _register_added_tokens(self, added_tokens_decoder: dict) -> None:
+    def _register_added_tokens(self, backend: BackendTokenizer, added_tokens_decoder: dict) -> None:
         """Add the config's added tokens and every special token to the backend, as transformers' __init__ does."""
-        present = {repr(t) for t in self._tokenizer.get_added_tokens_decoder().values()}
+        present = {repr(t) for t in backend.get_added_tokens_decoder().values()}
         tokens_to_add = [as_added_token(t) for _, t in sorted(added_tokens_decoder.items(), key=lambda x: int(x[0]))]
         tokens_to_add = [t for t in tokens_to_add if repr(t) not in present]
-        known = [t.content for t in self._tokenizer.get_added_tokens_decoder().values()] + [str(t) for t in tokens_to_add]
+        known = [t.content for t in backend.get_added_tokens_decoder().values()] + [str(t) for t in tokens_to_add]
         tokens_to_add += [t for t in self.all_special_tokens_extended if t not in known and t not in tokens_to_add]
         special = set(self.all_special_tokens)
         tokens = []
@@ -86,7 +91,7 @@ class Tokenizer:
                 token.special = token.special or token.content in special
             tokens.append(token)
         if tokens:
-            self._tokenizer.add_tokens(tokens)
+            backend.add_tokens(tokens)
 
     def _fix_backend(self, family) -> None:
         """Options in tokenizer_config.json that transformers' classes write into the backend after loading."""
@@ -109,7 +114,7 @@ class Tokenizer:
         if self.family in ("LlamaTokenizer", "GemmaTokenizer"):
             self._update_bos_eos_template()
         if family.language_codes:
-            self.src_lang = options.get("src_lang") or "en_XX"
+            self.src_lang = options.get("src_lang") or family.default_src_lang
 
     def _set_component_options(self, component: str, **wanted) -> None:
         """Rewrite a pre-tokenizer / post-processor whose saved options differ from the configured ones."""
@@ -165,9 +170,11 @@ class Tokenizer:
         family = family_of(self.family)
         if not family.language_codes:
             return
-        if lang not in family.language_codes and self._tokenizer.token_to_id(str(lang)) is None:
-            raise ValueError(f"unknown language code {lang!r}; this tokenizer knows {', '.join(family.language_codes)}")
-        code = (str(lang), self.convert_tokens_to_ids(str(lang)))
+        token = family.language_token.format(lang)
+        if token not in family.language_codes and self._tokenizer.token_to_id(token) is None:
+            known = ", ".join(family.language_codes)
+            raise ValueError(f"unknown language code {lang!r}; this tokenizer knows {known}")
+        code = (token, self.convert_tokens_to_ids(token))
         eos = (self.eos_token, self.eos_token_id)
         prefix, suffix = ([code], [eos]) if family.language_code_first else ([], [eos, code])
         names = [t for t, _ in prefix], [t for t, _ in suffix]
@@ -345,6 +352,8 @@ class Tokenizer:
         return encodings
 
     def _switch_language(self, target: bool) -> None:
+        if self._target_tokenizer is not None:
+            self._tokenizer = self._target_tokenizer if target else self._source_tokenizer
         if family_of(self.family).language_codes:
             self._set_language_template(self.tgt_lang if target else self.src_lang)
 
@@ -475,10 +484,27 @@ class Tokenizer:
         token_ids = _to_py(token_ids)
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        text = self._tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        separator = family_of(self.family).special_token_separator
+        if separator is None:
+            text = self._tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        else:
+            text = self._decode_apart(token_ids, skip_special_tokens, separator)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean_up_tokenization_spaces else text
+
+    def _decode_apart(self, token_ids: list[int], skip_special_tokens: bool, separator: str) -> str:
+        """Marian/M2M100 (slow in transformers): decode runs of pieces, keep special tokens apart, strip."""
+        backend = self._target_tokenizer or self._tokenizer  # Marian decodes translations with its target side
+        special = set(self.all_special_tokens)
+        text, run = "", []
+        for token in self.convert_ids_to_tokens(token_ids, skip_special_tokens=skip_special_tokens):
+            if token in special:
+                text += backend.decoder.decode(run) + token + separator
+                run = []
+            else:
+                run.append(token)
+        return (text + backend.decoder.decode(run)).strip()
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False,
                      clean_up_tokenization_spaces: bool | None = None, **kwargs) -> list[str]:
