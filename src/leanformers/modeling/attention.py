@@ -7,20 +7,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype) -> torch.Tensor | None:
-    """Additive bias (B, 1, Tq, Tk) from a (B, Tk) 0/1 padding mask, plus the causal triangle if `causal`.
+def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype,
+                   window: int | None = None) -> torch.Tensor | None:
+    """Additive bias (B, 1, Tq, Tk) from a (B, Tk) 0/1 padding mask, plus the causal triangle if `causal`, limited to
+    the last `window` positions for sliding-window attention (Mistral: a query sees keys with q - k < window).
 
     Returns None when nothing is masked (SDPA then takes its fast path; a causal model passes is_causal instead).
     The queries are the last `query_length` of the `key_length` positions (a KV cache holds the earlier ones).
     """
     padded = attention_mask is not None and not bool(attention_mask.all())
-    if not padded and (not causal or query_length == key_length or query_length == 1):
+    windowed = causal and window is not None and key_length > window
+    if not padded and not windowed and (not causal or query_length == key_length or query_length == 1):
         return None
     device = attention_mask.device if attention_mask is not None else None
     allowed = torch.ones(1, 1, query_length, key_length, dtype=torch.bool, device=device)
     if causal:
         past = key_length - query_length
-        allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(past)[None, None]
+        allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(past)
+        allowed = (allowed.triu(past - window + 1) if windowed else allowed)[None, None]
     if padded:
         allowed = allowed & attention_mask[:, None, None, :].bool()
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -103,24 +107,3 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
         probs = scores.float().softmax(-1).to(q.dtype)
         return probs @ v, probs
-
-
-class Rotary(nn.Module):
-    """Rotary position embedding tables (cos, sin) for position ids; `rope_scaling` variants adjust inv_freq."""
-
-    def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
-        super().__init__()
-        # built on the CPU explicitly (not a buffer) so a model constructed on the meta device still has it
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float() / head_dim))
-        self.attention_factor = 1.0
-        kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
-        if kind == "linear":
-            inv_freq = inv_freq / scaling["factor"]
-        elif kind not in ("default", None):
-            raise NotImplementedError(f"rope_scaling type {kind!r} is not supported yet")
-        self.inv_freq = inv_freq
-
-    def forward(self, position_ids, dtype):  # (B, T) -> cos, sin (B, T, head_dim)
-        freqs = position_ids[..., None].float() * self.inv_freq.to(position_ids.device)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.attention_factor).to(dtype), (emb.sin() * self.attention_factor).to(dtype)

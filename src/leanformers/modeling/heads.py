@@ -129,7 +129,7 @@ def build_head(task, spec, config):
     if task == "question_answering":
         return QuestionAnsweringHead(config)
     if task in ("causal_lm", "seq2seq_lm"):
-        return LMHead(config)
+        return LMHead(config, bias=spec.lm_bias)
     raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
 
 

@@ -87,6 +87,12 @@ class Embeddings(nn.Module):
         self.position = None
         if spec.position == "learned":
             self.position = nn.Embedding(config.max_position_embeddings + spec.position_offset, size)
+        # CTRL: a fixed table computed here, not stored in checkpoints; a plain CPU tensor (not a buffer) so that a
+        # model built on the meta device still has it
+        self.sinusoid = None
+        if spec.position == "sinusoidal":
+            with torch.device("cpu"):
+                self.sinusoid = sinusoidal_table(config.max_position_embeddings, size)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
         self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
         self.project = nn.Linear(size, hidden) if spec.embedding_projection and size != hidden else None
@@ -98,14 +104,19 @@ class Embeddings(nn.Module):
         x = self.word(input_ids) if inputs_embeds is None else inputs_embeds
         if self.scale != 1.0:
             x = x * self.scale
-        if self.position is not None:
+        if self.position is not None or self.sinusoid is not None:
             index = position_ids + self.position_offset
-            if index.numel() and int(index.max()) >= self.position.num_embeddings:
+            table_size = self.position.num_embeddings if self.position is not None else self.sinusoid.shape[0]
+            if index.numel() and int(index.max()) >= table_size:
                 raise ValueError(
                     f"position {int(index.max()) - self.position_offset} is past the model's position table "
                     f"(max_position_embeddings={self.max_positions}); shorten the input (truncation=True)"
                 )
-            x = x + self.position(index)
+            if self.position is not None:
+                x = x + self.position(index)
+            else:
+                self.sinusoid = self.sinusoid.to(x.device)
+                x = x + self.sinusoid[index].to(x.dtype)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(x[..., 0], dtype=torch.long)

@@ -75,10 +75,14 @@ class PreTrainedModel(nn.Module):
             choices = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[1]
             input_ids, attention_mask = _flatten(input_ids), _flatten(attention_mask)
             kwargs = {k: _flatten(v) if k in _PER_TOKEN_INPUTS else v for k, v in kwargs.items()}
+        logits_to_keep = kwargs.pop("logits_to_keep", 0)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if self.head is None:
             return outputs if return_dict else outputs.to_tuple()
-        result = self.head(outputs, input_ids=input_ids, attention_mask=attention_mask)
+        head_input = outputs
+        if logits_to_keep and self.task == "causal_lm":  # generation needs only the last position's logits
+            head_input = ModelOutput(**{**outputs, "last_hidden_state": outputs.last_hidden_state[:, -logits_to_keep:]})
+        result = self.head(head_input, input_ids=input_ids, attention_mask=attention_mask)
         if self.task == "multiple_choice":
             result["logits"] = result["logits"].view(-1, choices)
         loss = None
@@ -108,10 +112,24 @@ class PreTrainedModel(nn.Module):
             model.to(dtype)
         return model.eval()
 
+    def can_generate(self) -> bool:
+        return self.task in ("causal_lm", "seq2seq_lm")
+
     def generate(self, *args, **kwargs):
+        if not self.can_generate():
+            raise TypeError(f"{type(self).__name__} cannot generate text: it has no language-modeling head. Load the "
+                            f"checkpoint with AutoModelForCausalLM (decoders) or AutoModelForSeq2SeqLM instead.")
         from ..generation import generate  # generation sits above modeling in the import order
 
         return generate(self, *args, **kwargs)
+
+    def load_generation_config(self, name_or_path, **where):
+        """generation_config.json next to the weights, else the generation fields of config.json (transformers)."""
+        if not self.can_generate():
+            return
+        from ..generation import GenerationConfig
+
+        self.generation_config = GenerationConfig.for_model(self.config, name_or_path, **where)
 
     @property
     def device(self):
@@ -123,6 +141,17 @@ class PreTrainedModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class DecoderModel(PreTrainedModel):
+    """Decoder-only models: the same forward, with the inputs of the generation protocol spelled out (generate()
+    reads this signature to pass position ids and to ask for the last position's logits only)."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                inputs_embeds=None, labels=None, logits_to_keep=0, return_dict=True, **kwargs):
+        return super().forward(input_ids, attention_mask, labels, return_dict, position_ids=position_ids,
+                               past_key_values=past_key_values, use_cache=use_cache, inputs_embeds=inputs_embeds,
+                               logits_to_keep=logits_to_keep, **kwargs)
 
 
 def _flatten(t):
@@ -140,6 +169,6 @@ def model_class(spec, task: str) -> type:
     key = (spec.model_type, task)
     if key not in _CLASSES:
         name = spec.class_names.get(task) or f"{spec.class_prefix}{TASKS[task]}"
-        base = spec.model_class if spec.model_class is not None else PreTrainedModel
+        base = spec.model_class or (DecoderModel if spec.family == "decoder" else PreTrainedModel)
         _CLASSES[key] = type(name, (base,), {"spec": spec, "task": task, "__module__": "leanformers"})
     return _CLASSES[key]

@@ -42,10 +42,14 @@ class Spec:
     pre_norm: bool = False              # x + f(norm(x)) instead of norm(x + f(x))
     final_norm: bool = False
     fused_qkv: bool = False
-    qkv_bias: bool = True
-    out_bias: bool = True
-    mlp_bias: bool = True
+    qkv_bias: bool | str = True         # a bias flag, or the config key that holds it (Llama: "attention_bias")
+    out_bias: bool | str = True
+    mlp_bias: bool | str = True
     gated_mlp: bool = False
+    mlp_act: str | None = None          # an activation the architecture fixes (CTRL: relu); None = config.hidden_act
+    act_names: dict[str, str] = field(default_factory=dict)  # config's activation name -> ours (OpenAI GPT's
+                                                             # "gelu" is the tanh approximation)
+    layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2)
     attention_scale: bool = True        # T5 does not divide scores by sqrt(head_dim)
     shared_layers: bool = False         # ALBERT: one set of layer weights reused num_hidden_layers times
     pooler: bool = False                # dense + tanh over the first token (BERT, ALBERT)
@@ -54,6 +58,7 @@ class Spec:
     classifier: ClassifierSpec = ClassifierSpec()
     multiple_choice: ClassifierSpec = ClassifierSpec(pool="pooler")
     tied_embeddings: bool = True        # output projection shares the word embeddings unless config says otherwise
+    lm_bias: bool = False               # the causal LM's output projection has a bias (CTRL)
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
     convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express

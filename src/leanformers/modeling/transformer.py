@@ -5,33 +5,56 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import Attention, Rotary, attention_bias
+from .attention import Attention, attention_bias
 from .cache import KVCache
 from .layers import MLP, Embeddings, norm
 from .outputs import ModelOutput
+from .rope import Rotary
 
 
-def attention_for(spec, config, kv_hidden=None) -> Attention:
+def flag(value, config) -> bool:
+    """A spec flag that is either fixed (a bool) or read from the config (a key name, e.g. Llama's attention_bias)."""
+    return bool(config.get(value, False)) if isinstance(value, str) else value
+
+
+def attention_scale(spec, config, depth: int) -> float | None:
+    """None = the usual 1/sqrt(head_dim). GPT-2's config may drop that (scale_attn_weights=False) or further divide
+    by the layer's depth + 1 (scale_attn_by_inverse_layer_idx), as its eager attention does."""
+    scaled = spec.attention_scale and config.get("scale_attn_weights", True)
+    if not config.get("scale_attn_by_inverse_layer_idx", False):
+        return None if scaled else 1.0
+    head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
+    return (head_dim ** -0.5 if scaled else 1.0) / (depth + 1)
+
+
+def attention_for(spec, config, kv_hidden=None, depth: int = 0) -> Attention:
     hidden = config.hidden_size
     return Attention(
         hidden, config.num_attention_heads, num_kv_heads=config.get("num_key_value_heads"),
-        head_dim=config.get("head_dim"), bias=spec.qkv_bias, out_bias=spec.out_bias,
-        fused_qkv=spec.fused_qkv and kv_hidden is None, scale=None if spec.attention_scale else 1.0,
+        head_dim=config.get("head_dim"), bias=flag(spec.qkv_bias, config), out_bias=flag(spec.out_bias, config),
+        fused_qkv=spec.fused_qkv and kv_hidden is None, scale=attention_scale(spec, config, depth),
         kv_hidden=kv_hidden,
     )
 
 
+def shared_schedule(config) -> list[tuple[int, ...]]:
+    """ALBERT: depth i runs group int(i / (layers / groups)), a group being inner_group_num consecutive blocks."""
+    layers, groups, inner = config.num_hidden_layers, config.num_hidden_groups, config.get("inner_group_num", 1)
+    return [tuple(int(i / (layers / groups)) * inner + j for j in range(inner)) for i in range(layers)]
+
+
 class Block(nn.Module):
-    def __init__(self, spec, config, cross: bool = False):
+    def __init__(self, spec, config, cross: bool = False, depth: int = 0):
         super().__init__()
         hidden, eps = config.hidden_size, config.layer_norm_eps
         self.pre_norm = spec.pre_norm
-        self.attention = attention_for(spec, config)
+        self.attention = attention_for(spec, config, depth=depth)
         self.attention_norm = norm(spec.norm, hidden, eps)
         self.cross_attention = attention_for(spec, config, kv_hidden=hidden) if cross else None
         self.cross_attention_norm = norm(spec.norm, hidden, eps) if cross else None
         inner = config.get("intermediate_size") or 4 * hidden
-        self.mlp = MLP(hidden, inner, config.hidden_act, gated=spec.gated_mlp, bias=spec.mlp_bias)
+        act = spec.mlp_act or spec.act_names.get(config.hidden_act, config.hidden_act)
+        self.mlp = MLP(hidden, inner, act, gated=spec.gated_mlp, bias=flag(spec.mlp_bias, config))
         self.mlp_norm = norm(spec.norm, hidden, eps)
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
@@ -63,15 +86,16 @@ class Transformer(nn.Module):
         super().__init__()
         self.spec, self.config, self.causal = spec, config, causal
         self.embeddings = embeddings if embeddings is not None else Embeddings(spec, config)
+        # which blocks run at each depth: one block each, or ALBERT's shared groups
         n = config.num_hidden_layers
-        self.layers = nn.ModuleList(Block(spec, config, cross) for _ in range(1 if spec.shared_layers else n))
-        # which block runs at each depth: ALBERT reuses one block for every depth
-        self.schedule = [0] * n if spec.shared_layers else list(range(n))
+        self.schedule = shared_schedule(config) if spec.shared_layers else [(i,) for i in range(n)]
+        blocks = 1 + max(i for group in self.schedule for i in group)
+        self.layers = nn.ModuleList(Block(spec, config, cross, depth=i) for i in range(blocks))
+        self.windows = spec.layer_windows(config) if spec.layer_windows else [None] * n  # sliding window per depth
         self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) if spec.final_norm else None
         self.rotary = None
         if spec.position == "rotary":
-            head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
-            self.rotary = Rotary(head_dim, config.get("rope_theta", 10000.0), config.get("rope_scaling"))
+            self.rotary = Rotary.from_config(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
 
     def position_ids(self, input_ids, inputs_embeds, past_length):
@@ -86,12 +110,14 @@ class Transformer(nn.Module):
         return torch.arange(past_length, past_length + length, device=device).expand(batch, length)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=False,
+                encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=None,
                 output_attentions=False, output_hidden_states=False, **unused):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
             input_ids = input_ids[None]
+        if use_cache is None:  # as transformers: decoders return their cache unless told not to
+            use_cache = self.causal and self.config.get("use_cache", True)
         if use_cache and past_key_values is None:
             past_key_values = KVCache(len(self.schedule))
         cache = past_key_values if use_cache or past_key_values is not None else None
@@ -100,20 +126,22 @@ class Transformer(nn.Module):
             position_ids = self.position_ids(input_ids, inputs_embeds, past)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         length = x.shape[1]
-        bias = attention_bias(attention_mask, length, past + length, self.causal, x.dtype)
+        biases = {window: attention_bias(attention_mask, length, past + length, self.causal, x.dtype, window)
+                  for window in set(self.windows)}
         cross_bias = None
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         hidden_states, attentions, cross_attentions = [], [], []
-        for depth, index in enumerate(self.schedule):
+        for depth, group in enumerate(self.schedule):
             if output_hidden_states:
                 hidden_states.append(x)
-            x, probs, cross_probs = self.layers[index](
-                x, bias, cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
-                encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions)
-            attentions.append(probs)
-            cross_attentions.append(cross_probs)
+            for index in group:
+                x, probs, cross_probs = self.layers[index](
+                    x, biases[self.windows[depth]], cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
+                    encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions)
+                attentions.append(probs)
+                cross_attentions.append(cross_probs)
         if self.final_norm is not None:
             x = self.final_norm(x)
         if output_hidden_states:
