@@ -1,0 +1,122 @@
+"""pipeline(task, model, ...): transformers 4.57's pipelines, batched across inputs.
+
+A task names a module, its pipeline class, the Auto class that loads a model for it and transformers' default model.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+
+from .base import Pipeline
+
+# task -> (module, class, model head for AutoModelFor*, transformers 4.57's default model id)
+TASKS = {
+    "text-classification": ("text_classification", "TextClassificationPipeline", "sequence_classification",
+                            "distilbert/distilbert-base-uncased-finetuned-sst-2-english"),
+    "token-classification": ("token_classification", "TokenClassificationPipeline", "token_classification",
+                             "dbmdz/bert-large-cased-finetuned-conll03-english"),
+    "question-answering": ("question_answering", "QuestionAnsweringPipeline", "question_answering",
+                           "distilbert/distilbert-base-cased-distilled-squad"),
+    "fill-mask": ("fill_mask", "FillMaskPipeline", "masked_lm", "distilbert/distilroberta-base"),
+    "feature-extraction": ("feature_extraction", "FeatureExtractionPipeline", "base", None),
+    "zero-shot-classification": ("zero_shot", "ZeroShotClassificationPipeline", "sequence_classification",
+                                 "facebook/bart-large-mnli"),
+    "text-generation": ("text_generation", "TextGenerationPipeline", "causal_lm", "openai-community/gpt2"),
+    "text2text-generation": ("text2text", "Text2TextGenerationPipeline", "seq2seq_lm", "google-t5/t5-base"),
+    "summarization": ("text2text", "SummarizationPipeline", "seq2seq_lm", "sshleifer/distilbart-cnn-12-6"),
+    "translation": ("text2text", "TranslationPipeline", "seq2seq_lm", "google-t5/t5-base"),
+}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+_TRANSLATION = re.compile(r"translation_(\w+)_to_(\w+)$")
+# architecture-name suffix -> task, for pipeline(model=...) without a task
+_SUFFIX_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
+                 "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask",
+                 "ForCausalLM": "text-generation", "LMHeadModel": "text-generation",
+                 "ForConditionalGeneration": "text2text-generation", "MTModel": "translation", "Model": "feature-extraction"}
+
+
+def supported_tasks() -> list[str]:
+    return sorted([*TASKS, *ALIASES, "translation_XX_to_YY"])
+
+
+def resolve_task(task: str) -> tuple[str, dict]:
+    """A task name or alias -> (canonical task, options it implies, e.g. translation_en_to_fr's languages)."""
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a str, not {type(task).__name__}")
+    task = ALIASES.get(task, task)
+    if task in TASKS:
+        return task, {}
+    match = _TRANSLATION.match(task)
+    if match:
+        return "translation", {"src_lang": match.group(1), "tgt_lang": match.group(2)}
+    raise KeyError(f"Unknown task {task!r}; available tasks: {', '.join(supported_tasks())}")
+
+
+def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, dtype=None, batch_size: int = 1,
+             *, config=None, revision=None, token=None, model_kwargs=None, torch_dtype=None, use_fast=True,
+             trust_remote_code=None, framework=None, **kwargs) -> Pipeline:
+    """Build the pipeline for `task` from a model repo id, folder or loaded model (and optional tokenizer)."""
+    if task is None and model is None:
+        raise RuntimeError("Impossible to instantiate a pipeline without either a task or a model being specified.")
+    if framework not in (None, "pt"):
+        raise ValueError(f"leanformers runs PyTorch models only (framework={framework!r})")
+    where = {"revision": revision, "token": token}
+    task = task if task is not None else infer_task(model, where)
+    task, implied = resolve_task(task)
+    module_name, class_name, head, default_model = TASKS[task]
+    if model is None:
+        model = default_model
+        if model is None:
+            raise ValueError(f"the {task} pipeline has no default model; pass model=")
+    loaded_here = isinstance(model, str)
+    if loaded_here:
+        model = load_model(model, head, task, dtype if dtype is not None else torch_dtype, where,
+                           dict(model_kwargs or {}), default=model == default_model)
+    if tokenizer is None or isinstance(tokenizer, str):
+        tokenizer = load_tokenizer(tokenizer, model, where)
+    cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
+    return cls(model=model, tokenizer=tokenizer, task=task, device=device, dtype=None if loaded_here else dtype,
+               batch_size=batch_size, **implied, **kwargs)
+
+
+def load_model(name: str, head: str, task: str, dtype, where: dict, model_kwargs: dict, default: bool):
+    from ..modeling import auto
+    from ..modeling.heads import TASKS as HEADS
+
+    auto_class = getattr(auto, f"AutoModel{HEADS[head] if head != 'base' else ''}")
+    try:
+        return auto_class.from_pretrained(name, dtype=dtype, **where, **model_kwargs)
+    except (FileNotFoundError, OSError) as err:
+        if default:
+            raise OSError(f"no model given for {task!r} and its default model {name!r} could not be loaded "
+                          f"(offline, or not in the Hugging Face cache): {err}. Pass model=") from None
+        raise
+
+
+def load_tokenizer(tokenizer, model, where: dict):
+    from ..tokenization import AutoTokenizer
+
+    source = tokenizer or model.config.get("_name_or_path")
+    if not source:
+        raise ValueError("the model was not loaded from a folder or repo id, so its tokenizer cannot be found; "
+                         "pass tokenizer=")
+    return AutoTokenizer.from_pretrained(source, **{k: v for k, v in where.items() if v is not None})
+
+
+def infer_task(model, where: dict) -> str:
+    """pipeline(model=...) without a task: read the task from the checkpoint's architecture name."""
+    if isinstance(model, str):
+        from ..config import Config
+
+        architectures = Config.from_pretrained(model, **where).get("architectures") or []
+    else:
+        architectures = [type(model).__name__]
+    for name in architectures:
+        for suffix, task in _SUFFIX_TASKS.items():
+            if name.endswith(suffix):
+                return task
+    raise ValueError(f"cannot infer the task from the model's architectures {architectures}; pass task= (one of "
+                     f"{', '.join(supported_tasks())})")
+
+
+__all__ = ["Pipeline", "pipeline", "supported_tasks", "TASKS"]

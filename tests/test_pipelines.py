@@ -1,0 +1,166 @@
+"""pipeline() next to transformers 4.57.6's pipelines on tiny random BERT checkpoints with the real MiniLM
+(bert-base-uncased) vocabulary: same labels, entities, answers and tokens; scores within 1e-4; batched = unbatched."""
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+
+import pytest
+import torch
+import transformers
+
+import leanformers
+from oracle import MODELS
+
+transformers.logging.set_verbosity_error()
+logging.getLogger("leanformers").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+MINILM = MODELS / "minilm"
+ATOL = 1e-4
+TEXTS = ["I love this movie!", "Terrible, awful, no good.", "ok", "Hugging Face is based in New York City.",
+         "A much longer sentence that goes on and on about nothing much at all, really, in Paris and Berlin.",
+         "Sarah Connor met John at the Cyberdyne Systems office in Los Angeles yesterday."]
+LABELS = {"text": {0: "negative", 1: "neutral", 2: "positive"},
+          "ner": {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "B-ORG", 6: "I-ORG"}}
+
+needs_minilm = pytest.mark.skipif(not (MINILM / "tokenizer.json").exists(),
+                                  reason="run scripts/fetch_models.sh to fetch the MiniLM files")
+
+
+def make_checkpoint(folder, head, seed=0, model_max_length=None, **config):
+    """A tiny random BERT (real vocabulary size, odd small widths) + the MiniLM tokenizer files."""
+    hf_config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=37, max_position_embeddings=512, initializer_range=0.3,
+                                        **config)
+    torch.manual_seed(seed)
+    getattr(transformers, f"Bert{head}")(hf_config).eval().save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(MINILM / name, folder / name)
+    if model_max_length is not None:
+        import json
+        path = folder / "tokenizer_config.json"
+        settings = json.loads(path.read_text())
+        settings["model_max_length"] = model_max_length
+        path.write_text(json.dumps(settings))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipelines")
+    labels = {k: {"id2label": v, "label2id": {n: i for i, n in v.items()}} for k, v in LABELS.items()}
+    nli = {0: "contradiction", 1: "neutral", 2: "entailment"}
+    return {
+        "text": make_checkpoint(root / "text", "ForSequenceClassification", **labels["text"]),
+        "single": make_checkpoint(root / "single", "ForSequenceClassification", num_labels=1),
+        "ner": make_checkpoint(root / "ner", "ForTokenClassification", **labels["ner"]),
+        "ner_short": make_checkpoint(root / "ner_short", "ForTokenClassification", model_max_length=12,
+                                     **labels["ner"]),
+        "qa": make_checkpoint(root / "qa", "ForQuestionAnswering"),
+        "mlm": make_checkpoint(root / "mlm", "ForMaskedLM"),
+        "nli": make_checkpoint(root / "nli", "ForSequenceClassification", id2label=nli,
+                               label2id={v: k for k, v in nli.items()}),
+        "base": make_checkpoint(root / "base", "Model"),
+    }
+
+
+def assert_same(theirs, ours, path="result"):
+    """Equal structure, equal strings/ints, floats within ATOL."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and set(theirs) == set(ours), f"{path}: keys {set(theirs)} vs ours {set(ours)}"
+        for key in theirs:
+            assert_same(theirs[key], ours[key], f"{path}.{key}")
+    elif isinstance(theirs, (list, tuple)):
+        assert isinstance(ours, (list, tuple)) and len(theirs) == len(ours), f"{path}: {theirs} vs ours {ours}"
+        for i, (a, b) in enumerate(zip(theirs, ours)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(theirs, torch.Tensor):
+        assert theirs.shape == ours.shape and (theirs - ours).abs().max() <= ATOL, path
+    elif isinstance(theirs, float) or type(theirs).__name__.startswith("float"):
+        assert abs(float(theirs) - float(ours)) <= ATOL, f"{path}: {theirs} vs ours {ours}"
+    else:
+        assert theirs == ours, f"{path}: {theirs!r} vs ours {ours!r}"
+
+
+_BUILT = {}
+
+
+def both(task, model, **kwargs):
+    """(transformers' pipeline, ours) for the same checkpoint, built once per module."""
+    key = (task, model, tuple(sorted(kwargs.items())))
+    if key not in _BUILT:
+        _BUILT[key] = (transformers.pipeline(task, model=model, **kwargs),
+                       leanformers.pipeline(task, model=model, **kwargs))
+    return _BUILT[key]
+
+
+# ---------------------------------------------------------------- text classification
+@needs_minilm
+@pytest.mark.parametrize("call", [
+    {}, {"top_k": None}, {"top_k": 2}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"function_to_apply": "none"}])
+def test_text_classification(checkpoints, call):
+    theirs, ours = both("sentiment-analysis", checkpoints["text"])
+    assert_same(theirs(TEXTS[0], **call), ours(TEXTS[0], **call))
+    assert_same(theirs(TEXTS, **call), ours(TEXTS, **call))
+    batched = leanformers.pipeline("text-classification", model=checkpoints["text"], batch_size=4)
+    assert_same(theirs(TEXTS, **call), batched(TEXTS, **call))
+
+
+@needs_minilm
+def test_text_classification_pairs_single_label_and_stream(checkpoints):
+    theirs, ours = both("text-classification", checkpoints["text"])
+    pairs = [{"text": a, "text_pair": b} for a, b in zip(TEXTS, TEXTS[1:])]
+    assert_same(theirs(pairs[0]), ours(pairs[0]))
+    assert_same(theirs(pairs + TEXTS), ours(pairs + TEXTS))
+    for pipe in (theirs, ours):  # a bare [text, pair] list is not a pair
+        with pytest.raises(ValueError, match="text pairs"):
+            pipe([[TEXTS[0], TEXTS[1]]])
+    assert_same(theirs(TEXTS), list(ours(t for t in TEXTS)))
+    theirs, ours = both("text-classification", checkpoints["single"])  # one label: sigmoid
+    assert_same(theirs(TEXTS, top_k=None), ours(TEXTS, top_k=None))
+
+
+@needs_minilm
+def test_text_classification_long_texts(checkpoints):
+    ours = leanformers.pipeline("text-classification", model=checkpoints["text"])
+    long = " ".join(["word"] * 600)  # 602 tokens > 512 positions: transformers would crash
+    cut = ours(long)
+    assert cut == ours(" ".join(["word"] * 510))
+    windows = ours(long, stride=16, top_k=None)
+    assert abs(sum(r["score"] for r in windows) - 1) < 1e-5 and windows != cut
+    with pytest.raises(ValueError, match="at most 512"):
+        ours(long, truncation=False)
+
+
+# ---------------------------------------------------------------- feature extraction
+@needs_minilm
+def test_feature_extraction(checkpoints):
+    theirs, ours = both("feature-extraction", checkpoints["base"])
+    assert_same(theirs(TEXTS[0]), ours(TEXTS[0]))
+    assert_same(theirs(TEXTS), ours(TEXTS))
+    assert_same(theirs(TEXTS[:2], return_tensors=True), ours(TEXTS[:2], return_tensors=True))
+    batched = leanformers.pipeline("feature-extraction", model=checkpoints["base"], batch_size=8)
+    assert_same(theirs(TEXTS), batched(TEXTS))  # cut to each text's length, unlike transformers' padded rows
+    long = " ".join(["word"] * 600)
+    assert_same(theirs(long, truncation=True), ours(long, truncation=True))
+    assert_same(theirs(TEXTS[0], tokenize_kwargs={"max_length": 4, "truncation": True}),
+                ours(TEXTS[0], tokenize_kwargs={"max_length": 4, "truncation": True}))
+
+
+@needs_minilm
+def test_sentence_embeddings_real_minilm():
+    """The real all-MiniLM-L6-v2 with its own pooling settings gives the similarities in shared/MODELS.md."""
+    embed = leanformers.pipeline("feature-extraction", model=str(MINILM), pooling="auto", batch_size=4)
+    sentences = ["A man is eating food.", "A man is eating a piece of bread.", "Someone is having a meal.",
+                 "The stock market crashed today."]
+    vectors = torch.tensor(embed(sentences))
+    assert vectors.shape == (4, 384) and torch.allclose(vectors.norm(dim=1), torch.ones(4), atol=1e-5)
+    similarities = (vectors[1:] @ vectors[0]).tolist()
+    assert [round(s, 3) for s in similarities] == [0.755, 0.689, 0.009]
+    theirs = transformers.pipeline("feature-extraction", model=str(MINILM))(sentences[0], return_tensors=True)[0]
+    mean = theirs.mean(0)
+    assert (torch.tensor(embed(sentences[0])) - mean / mean.norm()).abs().max() < 1e-5
+    cls = leanformers.pipeline("feature-extraction", model=str(MINILM), pooling="cls")(sentences[0])
+    assert (torch.tensor(cls) - theirs[0]).abs().max() < 1e-4
