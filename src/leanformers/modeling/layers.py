@@ -72,6 +72,18 @@ def sinusoidal_table(num_positions: int, dim: int, interleaved: bool = False) ->
     return table.float()
 
 
+def fairseq_sinusoidal_table(num_positions: int, dim: int, padding_idx: int | None) -> torch.Tensor:
+    """(num_positions, dim) fairseq's table (M2M100): sin | cos halves with frequencies 10000^(-i / (dim/2 - 1)),
+    computed in float32 as there (on the CPU, also inside a meta-device build); the padding row is zero."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, device="cpu").float() * -(math.log(10000.0) / (half - 1)))
+    angles = torch.arange(num_positions, device="cpu").float()[:, None] * freq[None]
+    table = torch.cat([angles.sin(), angles.cos(), torch.zeros(num_positions, dim % 2, device="cpu")], dim=1)
+    if padding_idx is not None:
+        table[padding_idx] = 0
+    return table
+
+
 class Embeddings(nn.Module):
     """word (+ position) (+ token type), optionally scaled, normed and projected to the hidden size.
 
@@ -93,6 +105,10 @@ class Embeddings(nn.Module):
         if spec.position == "sinusoidal":
             with torch.device("cpu"):
                 self.sinusoid = sinusoidal_table(config.max_position_embeddings, size)
+        # M2M100: positions count past padding_idx, whose row is zero; the table grows with the input
+        self.pad = config.get("pad_token_id") if spec.position == "sinusoidal_fairseq" else None
+        if self.pad is not None:
+            self.sinusoid = fairseq_sinusoidal_table(config.max_position_embeddings + self.pad + 1, size, self.pad)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
         self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
         self.project = nn.Linear(size, hidden) if spec.embedding_projection and size != hidden else None
@@ -107,7 +123,9 @@ class Embeddings(nn.Module):
         if self.position is not None or self.sinusoid is not None:
             index = position_ids + self.position_offset
             table_size = self.position.num_embeddings if self.position is not None else self.sinusoid.shape[0]
-            if index.numel() and int(index.max()) >= table_size:
+            if index.numel() and int(index.max()) >= table_size and self.pad is not None:
+                self.sinusoid = fairseq_sinusoidal_table(int(index.max()) + 1, self.sinusoid.shape[1], self.pad)
+            elif index.numel() and int(index.max()) >= table_size:
                 raise ValueError(
                     f"position {int(index.max()) - self.position_offset} is past the model's position table "
                     f"(max_position_embeddings={self.max_positions}); shorten the input (truncation=True)"

@@ -9,6 +9,7 @@ from .attention import Attention, attention_bias
 from .cache import KVCache
 from .layers import MLP, Embeddings, norm
 from .outputs import ModelOutput
+from .position_bias import RelativePositionBias
 from .rope import Rotary
 
 
@@ -97,6 +98,8 @@ class Transformer(nn.Module):
         if spec.position == "rotary":
             self.rotary = Rotary.from_config(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
+        # T5: one relative position bias for the whole stack (its checkpoint keeps it in the first layer)
+        self.relative_bias = RelativePositionBias(config, not causal) if spec.position == "relative" else None
 
     def position_ids(self, input_ids, inputs_embeds, past_length):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
@@ -122,12 +125,15 @@ class Transformer(nn.Module):
             past_key_values = KVCache(len(self.schedule))
         cache = past_key_values if use_cache or past_key_values is not None else None
         past = cache.get_seq_length() if cache is not None else 0
-        if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal"):
+        if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal", "sinusoidal_fairseq"):
             position_ids = self.position_ids(input_ids, inputs_embeds, past)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         length = x.shape[1]
         biases = {window: attention_bias(attention_mask, length, past + length, self.causal, x.dtype, window)
                   for window in set(self.windows)}
+        if self.relative_bias is not None:
+            biases = {window: self.relative_bias(length, past + length, bias, self.causal, x.dtype)
+                      for window, bias in biases.items()}
         cross_bias = None
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)

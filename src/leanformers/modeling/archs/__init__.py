@@ -9,4 +9,11 @@ ARCHITECTURES = {
     "qwen2": "llama",
     "transfo-xl": "transfo_xl",
     "transfo-xl": "transfo_xl",
+    "bart": "bart",
+    "mbart": "bart",
+    "marian": "marian",
+    "pegasus": "pegasus",
+    "m2m_100": "m2m_100",
+    "t5": "t5",
+    "mt5": "t5",
 }

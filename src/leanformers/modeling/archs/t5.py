@@ -1,0 +1,75 @@
+"""T5 v1.0 / v1.1 and mT5: pre-norm RMS layers without biases, no position embeddings but one learned relative
+position bias per stack (in the first layer's attention, shared by all), unscaled attention scores, ReLU or
+gated-GELU feed-forward, and (when tied) the decoder output scaled by d_model**-0.5 before the vocabulary."""
+import dataclasses
+
+from ..seq2seq import Seq2SeqModel, side_config
+from ..spec import Spec
+
+
+def feed_forward(config) -> tuple[str, bool]:
+    """config.feed_forward_proj ("relu", "gated-gelu", "gated-silu", ...) -> (activation, gated), as T5Config."""
+    proj = config.get("feed_forward_proj", "relu")
+    parts = proj.split("-")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+        raise ValueError(f"config.feed_forward_proj={proj!r} is not valid: use 'ACT' or 'gated-ACT' (e.g. 'relu', "
+                         "'gated-gelu')")
+    return ("gelu_new" if proj == "gated-gelu" else parts[-1]), parts[0] == "gated" and len(parts) == 2
+
+
+class T5Family(Seq2SeqModel):
+    def side(self, config, side):
+        act, gated = feed_forward(config)
+        layers = config.num_layers if side == "encoder" else config.get("num_decoder_layers", config.num_layers)
+        return dataclasses.replace(self.spec, gated_mlp=gated), side_config(
+            config, hidden_size=config.d_model, num_hidden_layers=layers, num_attention_heads=config.num_heads,
+            head_dim=config.get("d_kv", 64), intermediate_size=config.d_ff, hidden_act=act,
+            layer_norm_eps=config.get("layer_norm_epsilon", 1e-6))
+
+    def output_scale(self) -> float:
+        return self.config.d_model ** -0.5 if self.config.get("tie_word_embeddings", True) else 1.0
+
+
+def _renames() -> dict[str, str]:
+    renames = {"shared": "encoder.embeddings.word"}
+    for side, cross in (("encoder", False), ("decoder", True)):
+        block, layer = f"{side}.block.{{}}.layer", f"{side}.layers.{{}}"
+        mlp = f"{block}.{2 if cross else 1}"
+        renames.update({
+            f"{side}.embed_tokens": f"{side}.embeddings.word",
+            f"{side}.final_layer_norm": f"{side}.final_norm",
+            f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias": f"{side}.relative_bias.embedding",
+            f"{block}.0.SelfAttention": f"{layer}.attention",  # q, k, v, o: the same names as ours
+            f"{block}.0.layer_norm": f"{layer}.attention_norm",
+            f"{mlp}.DenseReluDense.wi": f"{layer}.mlp.up",
+            f"{mlp}.DenseReluDense.wi_0": f"{layer}.mlp.gate",
+            f"{mlp}.DenseReluDense.wi_1": f"{layer}.mlp.up",
+            f"{mlp}.DenseReluDense.wo": f"{layer}.mlp.down",
+            f"{mlp}.layer_norm": f"{layer}.mlp_norm",
+        })
+        if cross:
+            renames[f"{block}.1.EncDecAttention"] = f"{layer}.cross_attention"
+            renames[f"{block}.1.layer_norm"] = f"{layer}.cross_attention_norm"
+    return renames
+
+
+SPEC = Spec(
+    model_type="t5",
+    family="encoder-decoder",
+    base_prefix="",
+    class_prefix="T5",
+    tasks=("base", "seq2seq_lm"),
+    model_class=T5Family,
+    position="relative",
+    norm="rms",
+    pre_norm=True,
+    final_norm=True,
+    qkv_bias=False,
+    out_bias=False,
+    mlp_bias=False,
+    attention_scale=False,
+    renames=_renames(),
+    head_renames={"lm_head": "decoder"},
+)
+
+SPECS = {"t5": SPEC, "mt5": dataclasses.replace(SPEC, model_type="mt5", class_prefix="MT5")}
