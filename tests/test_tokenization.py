@@ -351,3 +351,24 @@ def test_m2m100(tmp_path):
     ours.src_lang = oracle.src_lang = "ja"
     same_encoding(ours, oracle, SEQ2SEQ_TEXTS[0])
     assert ours.convert_tokens_to_ids("__ja__") == oracle.get_lang_id("ja")
+
+
+@needs_models
+@pytest.mark.parametrize("config", [
+    {"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+     "unk_token": "<|endoftext|>"},
+    {"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+     "unk_token": "<|endoftext|>", "add_eos_token": True, "pad_token": "<|endoftext|>"},
+    {"tokenizer_class": "Qwen2TokenizerFast"},
+    {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"},
+    {"tokenizer_class": "GPT2TokenizerFast", "add_bos_token": True, "model_max_length": 16, "padding_side": "left",
+     "pad_token": "<|endoftext|>"},
+])
+def test_tokenizer_json_families(tmp_path, config):
+    """A tokenizer.json under several tokenizer_class names: defaults, returned keys and post-processors."""
+    (tmp_path / "src").mkdir()
+    AutoTokenizer.from_pretrained(gpt2_folder(tmp_path / "src", "gpt2")).save_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(config))
+    (tmp_path / "tok" / "special_tokens_map.json").unlink()
+    ours, oracle = both(tmp_path / "tok")
+    check_family(ours, oracle, pairs=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tokenizers import AddedToken, Regex
 from tokenizers import Tokenizer as BackendTokenizer
-from tokenizers import decoders, normalizers, pre_tokenizers, processors
+from tokenizers import decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE, Unigram, WordPiece
 
 SPIECE_UNDERLINE = "▁"
@@ -28,8 +28,9 @@ def read_wordpiece_vocab(path: str) -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def wordpiece(vocab_file, *, unk_token, cls_token, sep_token, do_lower_case=True, strip_accents=None,
+def wordpiece(vocab_file, *, unk_token, do_lower_case=True, strip_accents=None,
               tokenize_chinese_chars=True) -> BackendTokenizer:
+    """BERT's WordPiece; the [CLS] ... [SEP] post-processor is set once the special-token ids are known."""
     vocab = read_wordpiece_vocab(vocab_file)
     tokenizer = BackendTokenizer(WordPiece(vocab, unk_token=str(unk_token)))
     tokenizer.normalizer = normalizers.BertNormalizer(
@@ -37,12 +38,6 @@ def wordpiece(vocab_file, *, unk_token, cls_token, sep_token, do_lower_case=True
         lowercase=do_lower_case,
     )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    cls, sep = str(cls_token), str(sep_token)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0",
-        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-        special_tokens=[(cls, vocab.get(cls)), (sep, vocab.get(sep))],
-    )
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     return tokenizer
 
@@ -56,10 +51,8 @@ def read_merges(path: str) -> list[tuple[str, str]]:
     return [tuple(line.split()) for line in lines if line.split()]
 
 
-def byte_level_bpe(vocab_file, merges_file, *, add_prefix_space=False, roberta_special=None,
-                   trim_offsets=True, bos=None) -> BackendTokenizer:
-    """GPT-2 style BPE; `roberta_special=((sep, id), (cls, id))` adds RoBERTa's <s> ... </s> framing,
-    `bos=(token, id)` GPT-2's optional add_bos_token framing."""
+def byte_level_bpe(vocab_file, merges_file, *, add_prefix_space=False) -> BackendTokenizer:
+    """GPT-2 / RoBERTa byte-level BPE; the family's post-processor is set once the special-token ids are known."""
     with open(vocab_file, encoding="utf-8") as f:
         vocab = json.load(f)
     model = BPE(vocab=vocab, merges=read_merges(merges_file), dropout=None, continuing_subword_prefix="",
@@ -67,15 +60,6 @@ def byte_level_bpe(vocab_file, merges_file, *, add_prefix_space=False, roberta_s
     tokenizer = BackendTokenizer(model)
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tokenizer.decoder = decoders.ByteLevel()
-    if roberta_special is not None:
-        sep, cls = roberta_special
-        tokenizer.post_processor = processors.RobertaProcessing(
-            sep=sep, cls=cls, add_prefix_space=add_prefix_space, trim_offsets=trim_offsets)
-    elif bos is not None:
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{bos[0]}:0 $A:0", pair=f"{bos[0]}:0 $A:0 $B:1", special_tokens=[bos])
-    else:
-        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     return tokenizer
 
 
@@ -207,7 +191,7 @@ class SpmRecipe:
 
 
 def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_accents=False, do_lower_case=False,
-                  add_prefix_space=True, legacy=True, post_processor=None) -> BackendTokenizer:
+                  add_prefix_space=True, legacy=True) -> BackendTokenizer:
     spm = read_spm_model(model_file)
     vocab_scores = [(p.piece, p.score) for p in spm.pieces]
     if recipe.albert:
@@ -236,8 +220,6 @@ def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_acce
     prepend_scheme = ("always" if legacy else "first") if add_prefix_space else "never"
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme=prepend_scheme)
     tokenizer.decoder = decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme=prepend_scheme)
-    if post_processor is not None:
-        tokenizer.post_processor = post_processor
     return tokenizer
 
 
@@ -288,10 +270,3 @@ def _albert_normalizer(spm: SpmModel, keep_accents: bool, do_lower_case: bool):
         steps.append(normalizers.Precompiled(spm.precompiled_charsmap))
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     return normalizers.Sequence(steps)
-
-
-def template(single: list[str], pair: list[str], vocab: dict[str, int]):
-    """A TemplateProcessing whose special tokens take their ids from `vocab`."""
-    names = {piece for piece in single + pair if not piece.startswith("$")}
-    return processors.TemplateProcessing(single=single, pair=pair,
-                                         special_tokens=[(name, vocab[name]) for name in sorted(names)])

@@ -99,11 +99,13 @@ FAMILIES: dict[str, Family] = {
                               WITHOUT_TYPE_IDS, "m2m100", language_codes=tuple(f"__{c}__" for c in M2M100_LANGUAGES),
                               language_code_first=True, language_token="__{}__", default_src_lang="en",
                               special_token_separator="", language_codes_special=False),
+    # decoder-only LLM classes pad on the left by default
     "LlamaTokenizer": Family(dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", add_bos_token=True,
-                                  add_eos_token=False, clean_up_tokenization_spaces=False), WITHOUT_TYPE_IDS),
+                                  add_eos_token=False, clean_up_tokenization_spaces=False, padding_side="left"),
+                             WITHOUT_TYPE_IDS),
     "GemmaTokenizer": Family(dict(unk_token="<unk>", bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                  add_bos_token=True, add_eos_token=False), WITHOUT_TYPE_IDS),
-    "Qwen2Tokenizer": Family(dict(unk_token=None, bos_token=None, eos_token="<|endoftext|>",
+                                  add_bos_token=True, add_eos_token=False, padding_side="left"), WITHOUT_TYPE_IDS),
+    "Qwen2Tokenizer": Family(dict(unk_token="<|endoftext|>", bos_token=None, eos_token="<|endoftext|>",
                                   pad_token="<|endoftext|>"), WITHOUT_TYPE_IDS),
 }
 

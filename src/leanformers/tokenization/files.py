@@ -135,9 +135,7 @@ def _from_legacy_files(name_or_path, kind: str, find, init_kwargs: dict) -> Toke
 
     if kind == "wordpiece":
         backend = converters.wordpiece(
-            *need("vocab.txt"), unk_token=as_added_token(options.get("unk_token")),
-            cls_token=as_added_token(options.get("cls_token")), sep_token=as_added_token(options.get("sep_token")),
-            do_lower_case=options.get("do_lower_case", True), strip_accents=options.get("strip_accents"),
+            *need("vocab.txt"), unk_token=as_added_token(options.get("unk_token")), do_lower_case=options.get("do_lower_case", True), strip_accents=options.get("strip_accents"),
             tokenize_chinese_chars=options.get("tokenize_chinese_chars", True))
     elif kind == "bpe":
         backend = converters.byte_level_bpe(*need("vocab.json", "merges.txt"),
