@@ -64,7 +64,7 @@ def assert_tokenizer_equal(ours, oracle, texts):
     """Raw ids, offsets and decoding equal the oracle's (its own BOS handling aside: see test_real_bos_eos)."""
     for text in texts:
         expected = oracle(text, add_special_tokens=False, return_offsets_mapping=True)
-        encoding = ours.encode(text)
+        encoding = ours.encode(text, add_special_tokens=False)
         assert encoding.ids == expected["input_ids"], text
         assert encoding.offsets == [tuple(o) for o in expected["offset_mapping"]], text
         for skip in (False, True):
@@ -174,6 +174,34 @@ def tiny_vocab() -> list[str]:
     return SPECIALS + byte_level_alphabet() + ["".join(merge.split(" ")) for merge in MERGES]
 
 
+SPM_PIECES = ["▁", "e", "h", "l", "o", "w", "r", "d", "t", "i", "▁t", "he", "▁the", "ll", "▁w", "or", "▁wor", "ld",
+              "▁world", "▁h", "▁hi", "▁he", "llo", "▁hello", "▁▁"]
+
+
+def tiny_sentencepiece_vocab() -> list[str]:
+    """Llama 2's layout: <unk>, <s>, </s>, the 256 byte tokens, then pieces (best score first)."""
+    return ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + SPM_PIECES
+
+
+def write_tokenizer(writer, kind: str) -> None:
+    """The tokenizer metadata llama.cpp's converter writes for a byte-level ("gpt2") or SentencePiece ("llama")
+    vocabulary."""
+    writer.add_tokenizer_model(kind)
+    if kind == "gpt2":
+        vocab = tiny_vocab()
+        # convert_hf_to_gguf writes this for byte-level vocabularies; without it the oracle's decoder strips a space
+        writer.add_add_space_prefix(False)
+        writer.add_token_list(vocab)
+        writer.add_token_types([3] * len(SPECIALS) + [1] * (len(vocab) - len(SPECIALS)))
+        writer.add_token_merges(MERGES)
+    else:  # SentencePiece files carry scores, no merges; token types: 2 unknown, 3 control, 6 byte, 1 normal
+        vocab = tiny_sentencepiece_vocab()
+        writer.add_token_list(vocab)
+        writer.add_token_types([2, 3, 3] + [6] * 256 + [1] * len(SPM_PIECES))
+        writer.add_token_scores([0.0] * 259 + [-float(i) for i in range(len(SPM_PIECES))])
+    writer.add_vocab_size(len(vocab))
+
+
 def llama_cpp_permute(weights: np.ndarray, num_heads: int) -> np.ndarray:
     """convert_hf_to_gguf.py's LlamaModel.permute: rotate-half rows -> interleaved pairs."""
     return weights.reshape(num_heads, 2, weights.shape[0] // num_heads // 2, *weights.shape[1:]) \
@@ -183,10 +211,10 @@ def llama_cpp_permute(weights: np.ndarray, num_heads: int) -> np.ndarray:
 TINY = {"hidden": 64, "heads": 4, "kv_heads": 2, "layers": 2, "intermediate": 96}
 
 
-def tiny_hf_weights(architecture: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray]:
+def tiny_hf_weights(architecture: str, tied: bool, vocab: int = len(tiny_vocab())) -> dict[str, np.ndarray]:
     """A random float32 state dict under Hugging Face names."""
-    rng = np.random.default_rng(seed)
-    hidden, head_dim, vocab = TINY["hidden"], TINY["hidden"] // TINY["heads"], len(tiny_vocab())
+    rng = np.random.default_rng(0)
+    hidden, head_dim = TINY["hidden"], TINY["hidden"] // TINY["heads"]
     shapes = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,)}
     if not tied:
         shapes["lm_head.weight"] = (vocab, hidden)
@@ -253,8 +281,8 @@ def stored_values(hf_name: str, weights: np.ndarray) -> np.ndarray:
     return gguf.quants.dequantize(gguf.quants.quantize(weights, qtype), qtype)
 
 
-def write_tiny_gguf(path: Path, architecture: str, weights: dict, *, add_bos: bool | None = None,
-                    name: str = "tiny test model") -> Path:
+def write_tiny_gguf(path: Path, architecture: str, weights: dict, *, tokenizer: str = "gpt2",
+                    add_bos: bool | None = None, name: str = "tiny test model") -> Path:
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name(name)
     writer.add_block_count(TINY["layers"])
@@ -267,14 +295,7 @@ def write_tiny_gguf(path: Path, architecture: str, weights: dict, *, add_bos: bo
     writer.add_rope_freq_base(10000.0)
     if architecture == "llama":
         writer.add_rope_dimension_count(TINY["hidden"] // TINY["heads"])
-    vocab = tiny_vocab()
-    writer.add_vocab_size(len(vocab))
-    writer.add_tokenizer_model("gpt2")
-    # convert_hf_to_gguf writes this for byte-level vocabularies; without it the oracle's decoder strips a space
-    writer.add_add_space_prefix(False)
-    writer.add_token_list(vocab)
-    writer.add_token_types([3] * len(SPECIALS) + [1] * (len(vocab) - len(SPECIALS)))
-    writer.add_token_merges(MERGES)
+    write_tokenizer(writer, tokenizer)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
@@ -313,6 +334,23 @@ def test_tiny_gguf_round_trips_and_equals_oracle(tmp_path, architecture, tied):
     texts = ["hello the world", " the world hi", "<|im_start|>user\nhello<|im_end|>", "café 🤗 x\ny"]
     assert_tokenizer_equal(checkpoint.tokenizer_object, tokenizer, texts)
     assert checkpoint.tokenizer_config["chat_template"] == CHAT_TEMPLATE == tokenizer.chat_template
+
+
+def test_tiny_sentencepiece_tokenizer_equals_oracle(tmp_path):
+    """Llama 2 style files: SentencePiece BPE with byte fallback, merges rebuilt from scores, BOS by default."""
+    path = write_tiny_gguf(tmp_path / "spm.gguf", "llama",
+                           tiny_hf_weights("llama", tied=True, vocab=len(tiny_sentencepiece_vocab())), tokenizer="llama")
+    checkpoint = load_gguf(path, with_tensors=False)
+    oracle = oracle_tokenizer(path)
+    texts = ["hello the world", "  hi  there", "the wor ld\nhello", "café 🤗 x", "</s>hello<s> world"]
+    assert_tokenizer_equal(checkpoint.tokenizer_object, oracle, texts)
+    for text in texts:  # here the oracle honours the BOS default too
+        assert checkpoint.tokenizer_object.encode(text).ids == oracle(text).input_ids
+    assert checkpoint.tokenizer_object.encode("hello").tokens == ["<s>", "▁hello"]
+    assert checkpoint.tokenizer_object.encode("é").tokens == ["<s>", "▁", "<0xC3>", "<0xA9>"]
+    config = checkpoint.tokenizer_config
+    assert (config["bos_token"], config["eos_token"], config["unk_token"]) == ("<s>", "</s>", "<unk>")
+    assert config["add_bos_token"] is True and config["clean_up_tokenization_spaces"] is False
 
 
 def test_tiny_gguf_bos_follows_the_file(tmp_path):
@@ -378,3 +416,20 @@ def test_unknown_tensor_name():
         hf_tensor_name("rope_freqs.weight", "x.gguf")
     assert hf_tensor_name("blk.12.ffn_down.weight") == "model.layers.12.mlp.down_proj.weight"
     assert hf_tensor_name("blk.0.attn_q.bias") == "model.layers.0.self_attn.q_proj.bias"
+
+
+def test_tokenizer_without_token_types_marks_named_roles_special():
+    from leanformers.gguf import tokenizer_from_metadata
+
+    metadata = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": tiny_vocab(),
+                "tokenizer.ggml.merges": MERGES}
+    config = {"model_type": "llama", "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": None, "pad_token_id": None}
+    tokenizer, tokenizer_config = tokenizer_from_metadata(metadata, config)
+    tokens = tokenizer.encode("<|im_start|>hello<|im_end|><|endoftext|>").tokens
+    assert tokens[0] == "<|im_start|>" and "<|im_end|>" in tokens
+    assert "<|endoftext|>" not in tokens  # no role names it
+    assert tokenizer_config["add_bos_token"] is False and tokenizer_config["unk_token"] is None
+    with pytest.raises(ValueError, match="eos token id 999 is outside the vocabulary"):
+        tokenizer_from_metadata(metadata, {**config, "eos_token_id": 999})
+    with pytest.raises(NotImplementedError, match="tokenizer model 'bert'"):
+        tokenizer_from_metadata({**metadata, "tokenizer.ggml.model": "bert"}, config)

@@ -154,11 +154,9 @@ def config_from_metadata(metadata: dict, tensor_names: list[str], path: str = "<
         raise ValueError(f"{path}: GGUF metadata lacks {', '.join(f'{architecture}.<{k}>' for k in missing)}")
     config.setdefault("num_key_value_heads", config["num_attention_heads"])
     config.setdefault("vocab_size", len(metadata.get("tokenizer.ggml.tokens", ())) or None)
-    # Llama GGUFs record the head size; it equals hidden_size / heads unless the model says otherwise
-    config["head_dim"] = metadata.get(f"{architecture}.rope.dimension_count",
-                                      config["hidden_size"] // config["num_attention_heads"])
-    if architecture != "llama":
-        config.pop("head_dim")  # transformers' Qwen2 derives it; rope.dimension_count is not the head size there
+    if architecture == "llama":  # all of a Llama head rotates, so llama.cpp's rotary dimension is the head size
+        config["head_dim"] = metadata.get("llama.rope.dimension_count",
+                                          config["hidden_size"] // config["num_attention_heads"])
     config["tie_word_embeddings"] = "output.weight" not in tensor_names
     return config
 
@@ -215,26 +213,24 @@ def unpermute_rows(weights, num_heads: int):
 # ---------------------------------------------------------------- tokenizer
 def tokenizer_from_metadata(metadata: dict, config: dict, path: str = "<gguf>"):
     """GGUF tokenizer metadata -> (tokenizers.Tokenizer, tokenizer_config dict)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models
+    from tokenizers import AddedToken
 
     kind = metadata.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise NotImplementedError(f"{path}: GGUF tokenizer model {kind!r} is not supported (only byte-level BPE, "
-                                  "tokenizer.ggml.model = 'gpt2')")
+    if kind not in _TOKENIZER_BUILDERS:
+        raise NotImplementedError(f"{path}: GGUF tokenizer model {kind!r} is not supported "
+                                  f"(supported: {', '.join(map(repr, _TOKENIZER_BUILDERS))})")
     tokens = metadata["tokenizer.ggml.tokens"]
-    merges = [tuple(merge.split(" ", 1)) for merge in metadata.get("tokenizer.ggml.merges", ())]
-    special_ids = _token_ids(metadata, config)
-    unk_token = tokens[special_ids["unk"]] if special_ids["unk"] is not None else None
-    tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, merges, unk_token=unk_token))
-    _set_pre_tokenizer(tokenizer, config["model_type"])
-    tokenizer.decoder = decoders.ByteLevel()
-    token_types = metadata.get("tokenizer.ggml.token_type", ())
-    tokenizer.add_special_tokens([AddedToken(tokens[i], normalized=False, special=True)
-                                  for i, token_type in enumerate(token_types) if token_type == _CONTROL_TOKEN])
-
+    special_ids = _token_ids(metadata, config, path)
     names = {role: tokens[i] if i is not None else None for role, i in special_ids.items()}
-    # llama.cpp adds no BOS for byte-level BPE vocabularies unless the file asks for it
-    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", False))
+    build, defaults = _TOKENIZER_BUILDERS[kind]
+    tokenizer = build(metadata, config["model_type"], names["unk"])
+    if "tokenizer.ggml.token_type" in metadata:
+        specials = [tokens[i] for i, kind in enumerate(metadata["tokenizer.ggml.token_type"]) if kind == _CONTROL_TOKEN]
+    else:  # old files: the named roles are the control tokens
+        specials = [names[role] for role in ("unk", "bos", "eos") if names[role] is not None]
+    tokenizer.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in specials])
+
+    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", defaults["add_bos_token"]))
     add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False))
     tokenizer.post_processor = _post_processor(names["bos"] if add_bos else None, names["eos"] if add_eos else None,
                                                tokenizer)
@@ -244,26 +240,18 @@ def tokenizer_from_metadata(metadata: dict, config: dict, path: str = "<gguf>"):
         "add_bos_token": add_bos, "add_eos_token": add_eos,
         "chat_template": metadata.get("tokenizer.chat_template"),
         "model_max_length": config.get("max_position_embeddings"),
-        # transformers' GGUF loader sets this for byte-level vocabularies; llama.cpp also cleans spaces by default
-        "clean_up_tokenization_spaces": True,
+        "clean_up_tokenization_spaces": defaults["clean_up_tokenization_spaces"],
     }
     return tokenizer, tokenizer_config
 
 
-def _token_ids(metadata: dict, config: dict) -> dict:
-    """role -> token id (or None), checked against the vocabulary size."""
-    ids = {"bos": config["bos_token_id"], "eos": config["eos_token_id"], "unk": config["unk_token_id"],
-           "pad": config["pad_token_id"]}
-    vocab_size = len(metadata["tokenizer.ggml.tokens"])
-    for role, i in ids.items():
-        if i is not None and not 0 <= i < vocab_size:
-            raise ValueError(f"GGUF {role} token id {i} is outside the vocabulary of {vocab_size} tokens")
-    return ids
+def _byte_level_bpe(metadata: dict, model_type: str, unk_token):
+    """tokenizer.ggml.model = "gpt2": GPT-2 style byte-level BPE over the file's merges."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-
-def _set_pre_tokenizer(tokenizer, model_type: str) -> None:
-    from tokenizers import Regex, normalizers, pre_tokenizers
-
+    tokens = metadata["tokenizer.ggml.tokens"]
+    merges = [tuple(merge.split(" ", 1)) for merge in metadata.get("tokenizer.ggml.merges", ())]
+    tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, merges, unk_token=unk_token))
     if model_type == "qwen2":
         tokenizer.normalizer = normalizers.NFC()
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -271,14 +259,70 @@ def _set_pre_tokenizer(tokenizer, model_type: str) -> None:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     else:
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def _sentencepiece_bpe(metadata: dict, model_type: str, unk_token):
+    """tokenizer.ggml.model = "llama": a SentencePiece BPE vocabulary (Llama 2, Mistral): "▁" marks spaces and
+    unknown characters fall back to <0xXX> byte tokens, as transformers' LlamaConverter builds it."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    tokens = metadata["tokenizer.ggml.tokens"]
+    if "tokenizer.ggml.merges" in metadata:
+        merges = [tuple(merge.split(" ", 1)) for merge in metadata["tokenizer.ggml.merges"]]
+    else:
+        merges = merges_from_scores(tokens, metadata["tokenizer.ggml.scores"])
+    tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, merges, unk_token=unk_token,
+                                     fuse_unk=True, byte_fallback=True))
+    add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))
+    tokenizer.normalizer = normalizers.Sequence(
+        ([normalizers.Prepend("▁")] if add_space_prefix else []) + [normalizers.Replace(" ", "▁")])
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.ByteFallback(), decoders.Fuse(), decoders.Replace("▁", " ")] +
+        ([decoders.Strip(" ", 1, 0)] if add_space_prefix else []))
+    return tokenizer
+
+
+def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
+    """BPE merges for a SentencePiece vocabulary that ships only scores: every split of a piece into two pieces,
+    best-scored piece first; within a piece, pairs with better-scored halves first (transformers' order)."""
+    score = dict(zip(tokens, scores))
+    ranked = []
+    for piece, piece_score in score.items():
+        pairs = [(piece[:cut], piece[cut:]) for cut in range(1, len(piece))
+                 if piece[:cut] in score and piece[cut:] in score]
+        pairs.sort(key=lambda pair: (score[pair[0]], score[pair[1]]), reverse=True)
+        ranked += [(piece_score, pair) for pair in pairs]
+    ranked.sort(key=lambda entry: entry[0], reverse=True)  # stable: keeps the order within equal scores
+    return [pair for _, pair in ranked]
+
+
+# tokenizer.ggml.model -> (builder, what llama.cpp / transformers assume when the file is silent)
+_TOKENIZER_BUILDERS = {
+    # llama.cpp adds no BOS to byte-level vocabularies unless asked; transformers' GGUF loader cleans up spaces
+    "gpt2": (_byte_level_bpe, {"add_bos_token": False, "clean_up_tokenization_spaces": True}),
+    "llama": (_sentencepiece_bpe, {"add_bos_token": True, "clean_up_tokenization_spaces": False}),
+}
+
+
+def _token_ids(metadata: dict, config: dict, path: str) -> dict:
+    """role -> token id (or None), checked against the vocabulary size."""
+    ids = {"bos": config["bos_token_id"], "eos": config["eos_token_id"], "unk": config["unk_token_id"],
+           "pad": config["pad_token_id"]}
+    vocab_size = len(metadata["tokenizer.ggml.tokens"])
+    for role, i in ids.items():
+        if i is not None and not 0 <= i < vocab_size:
+            raise ValueError(f"{path}: GGUF {role} token id {i} is outside the vocabulary of {vocab_size} tokens")
+    return ids
 
 
 def _post_processor(bos_token, eos_token, tokenizer):
-    """BOS/EOS around each sequence as the file asks; offsets untouched (no trimming) either way."""
+    """BOS/EOS around each sequence as the file asks (None: nothing to add)."""
     from tokenizers import processors
 
     if bos_token is None and eos_token is None:
-        return processors.ByteLevel(trim_offsets=False)
+        return None
 
     def around(sequence: str, type_id: int) -> list[str]:
         return ([f"{bos_token}:{type_id}"] if bos_token else []) + [f"${sequence}:{type_id}"] + \
