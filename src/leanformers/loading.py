@@ -89,10 +89,10 @@ def _legacy(key: str) -> str:
     return key
 
 
-def to_our_names(spec, checkpoint: dict) -> tuple[dict, list[str]]:
+def to_our_names(spec, checkpoint: dict, task: str = "base") -> tuple[dict, list[str]]:
     """Checkpoint names -> ours ('model.*' for the base, 'head.*' for the head); returns (renamed, unexpected)."""
     base = _compile(tuple(spec.renames.items()))
-    head = _compile(tuple(spec.head_renames.items()))
+    head = _compile(tuple({**spec.head_renames, **spec.task_head_renames.get(task, {})}.items()))
     prefix = spec.base_prefix + "." if spec.base_prefix else ""
     ours, unexpected = {}, []
     for key, tensor in checkpoint.items():
@@ -199,7 +199,7 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     dtype = resolve_dtype(dtype, config, checkpoint)
     with torch.device("meta"):
         model = cls(config)
-    ours, unexpected = to_our_names(spec, checkpoint)
+    ours, unexpected = to_our_names(spec, checkpoint, cls.task)
     if spec.convert is not None:
         ours = spec.convert(ours, config)
     ours = _transpose(spec, ours)

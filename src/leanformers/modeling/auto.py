@@ -78,5 +78,6 @@ AutoModelForTokenClassification = _auto("token_classification")
 AutoModelForQuestionAnswering = _auto("question_answering")
 AutoModelForMultipleChoice = _auto("multiple_choice")
 AutoModelForCausalLM = _auto("causal_lm")
+AutoModelForPreTraining = _auto("pretraining")
 AutoModelForSeq2SeqLM = _auto("seq2seq_lm")
 AutoModelForSeq2SeqLM.__name__ = "AutoModelForSeq2SeqLM"

@@ -15,6 +15,7 @@ TASKS = {
     "token_classification": "ForTokenClassification",
     "question_answering": "ForQuestionAnswering",
     "multiple_choice": "ForMultipleChoice",
+    "pretraining": "ForPreTraining",  # ELECTRA's discriminator (replaced-token detection)
     "causal_lm": "ForCausalLM",
     "seq2seq_lm": "ForConditionalGeneration",
 }
@@ -100,6 +101,19 @@ class QuestionAnsweringHead(nn.Module):
         return {"start_logits": start.squeeze(-1).contiguous(), "end_logits": end.squeeze(-1).contiguous()}
 
 
+class ReplacedTokenHead(nn.Module):
+    """ELECTRA's discriminator: per token dense -> act -> one logit, "was this token replaced by the generator?"."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.out = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, outputs, **inputs):
+        return {"logits": self.out(self.act(self.dense(outputs.last_hidden_state))).squeeze(-1)}
+
+
 class LMHead(nn.Module):
     """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says so."""
 
@@ -128,14 +142,19 @@ def build_head(task, spec, config):
         return TokenClassificationHead(config)
     if task == "question_answering":
         return QuestionAnsweringHead(config)
+    if task == "pretraining":
+        return ReplacedTokenHead(config)
     if task in ("causal_lm", "seq2seq_lm"):
         return LMHead(config, bias=spec.lm_bias)
     raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
 
 
-def compute_loss(task, config, result, labels):
+def compute_loss(task, config, result, labels, attention_mask=None):
     """The training loss transformers returns when labels are given (problem_type picks it for classification)."""
     logits = result.get("logits")
+    if task == "pretraining":  # binary per token, over the real (unpadded) tokens only
+        keep = attention_mask.bool() if attention_mask is not None else torch.ones_like(labels, dtype=torch.bool)
+        return F.binary_cross_entropy_with_logits(logits[keep], labels[keep].to(logits.dtype))
     if task == "sequence_classification":
         problem = config.problem_type or (
             "regression" if config.num_labels == 1 else

@@ -111,7 +111,8 @@ class Embeddings(nn.Module):
             self.sinusoid = fairseq_sinusoidal_table(config.max_position_embeddings + self.pad + 1, size, self.pad)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
         self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
-        self.project = nn.Linear(size, hidden) if spec.embedding_projection and size != hidden else None
+        project = spec.embedding_projection == "always" or (spec.embedding_projection and size != hidden)
+        self.project = nn.Linear(size, hidden) if project else None
         self.scale = math.sqrt(hidden) if spec.embedding_scale else 1.0
         self.position_offset = spec.position_offset
         self.max_positions = config.get("max_position_embeddings", 0)

@@ -87,7 +87,7 @@ class PreTrainedModel(nn.Module):
             result["logits"] = result["logits"].view(-1, choices)
         loss = None
         if labels is not None:
-            loss = compute_loss(self.task, self.config, result, labels)
+            loss = compute_loss(self.task, self.config, result, labels, attention_mask)
         elif self.task == "question_answering" and kwargs.get("start_positions") is not None:
             loss = compute_loss(self.task, self.config, result, (kwargs["start_positions"], kwargs["end_positions"]))
         out = ModelOutput(loss=loss, **result, **{k: v for k, v in outputs.items()

@@ -24,6 +24,9 @@ class Spec:
     base_prefix: str                    # checkpoint prefix of the base model inside head models ("bert", "transformer")
     renames: dict[str, str]             # checkpoint module path (base prefix stripped) -> ours; "{}" = a layer index
     head_renames: dict[str, str] = field(default_factory=dict)  # checkpoint path -> ours under "head."
+    # task -> more head names, for checkpoint names that would collide across heads (RoBERTa's lm_head.dense and
+    # classifier.dense both become head.dense): only a model of that task reads them; others report them unexpected
+    task_head_renames: dict[str, dict[str, str]] = field(default_factory=dict)
     tasks: tuple[str, ...] = ("base",)  # heads this architecture has (see heads.TASKS)
     class_prefix: str = ""              # "Bert" -> BertModel, BertForMaskedLM, ... (the names users import)
     class_names: dict[str, str] = field(default_factory=dict)  # task -> a name that breaks the pattern (GPT2LMHeadModel)
@@ -36,7 +39,8 @@ class Spec:
     token_types: bool = False
     embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
     embedding_norm: bool = False
-    embedding_projection: bool = False  # ALBERT / ELECTRA: embedding_size != hidden_size
+    embedding_projection: str | None = None  # embed in embedding_size, then project: "always" (ALBERT) |
+                                             # "if_sizes_differ" (ELECTRA: only when embedding_size != hidden_size)
     # blocks
     norm: str = "layer"                 # "layer" | "rms"
     pre_norm: bool = False              # x + f(norm(x)) instead of norm(x + f(x))
@@ -51,7 +55,8 @@ class Spec:
                                                              # "gelu" is the tanh approximation)
     layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2)
     attention_scale: bool = True        # T5 does not divide scores by sqrt(head_dim)
-    shared_layers: bool = False         # ALBERT: one set of layer weights reused num_hidden_layers times
+    shared_layers: bool = False         # ALBERT: num_hidden_groups groups of inner_group_num blocks, each group
+                                        # reused for num_hidden_layers / num_hidden_groups consecutive depths
     pooler: bool = False                # dense + tanh over the first token (BERT, ALBERT)
     # heads
     mlm_act: str | None = None          # masked-LM transform activation; None = config.hidden_act
