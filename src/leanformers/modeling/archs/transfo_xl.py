@@ -4,20 +4,31 @@ modeling/transfo_xl.py and are wired in through `model_class`. Only the checkpoi
 import re
 
 from ..spec import ClassifierSpec, Spec
-from ..transfo_xl import TransfoXLPreTrainedModel, setting
+from ..transfo_xl import TransfoXLPreTrainedModel, setting, tie_projs
 
 _LAYER_BIAS = re.compile(r"^model\.layers\.\d+\.attention\.(r_[wr]_bias)$")
+_HEAD_TIED = re.compile(r"^head\.(decoder|projections)\.(\d+)(?:\.weight)?$")
 
 
-def shared_position_biases(state_dict, config):
-    """untie_r=False: every layer holds the stack's one r_w_bias / r_r_bias. A checkpoint may store that shared
-    tensor under a layer's name only (safetensors drops duplicates); read it back into the stack's name."""
-    if setting(config, "untie_r"):
-        return state_dict
+def shared_tensors(state_dict, config):
+    """A tensor the checkpoint's model shared between several names may be stored under one of them only
+    (safetensors keeps each shared tensor once). Read it back under the name our model owns it by:
+    - untie_r=False: every layer holds the stack's one r_w_bias / r_r_bias -> the stack's name;
+    - tied output clusters / projections -> the input embedding's name (the head is tied to it after loading)."""
     out = {}
     for name, tensor in state_dict.items():
         m = _LAYER_BIAS.match(name)
-        out.setdefault(f"model.{m.group(1)}" if m else name, tensor)
+        out.setdefault(f"model.{m.group(1)}" if m and not setting(config, "untie_r") else name, tensor)
+    projections = [i for i, tied in enumerate(tie_projs(config)) if tied]
+    for name, tensor in state_dict.items():
+        m = _HEAD_TIED.match(name)
+        if m is None:
+            continue
+        kind, i = m.group(1), int(m.group(2))
+        if kind == "decoder" and config.get("tie_word_embeddings", True):
+            out.setdefault(f"model.embeddings.word.{i}.weight", tensor)
+        elif kind == "projections" and i in projections:
+            out.setdefault(f"model.embeddings.projections.{0 if setting(config, 'div_val') == 1 else i}", tensor)
     return out
 
 
@@ -53,5 +64,5 @@ SPEC = Spec(
         "crit.out_projs": "projections",
         "score": "out",
     },
-    convert=shared_position_biases,
+    convert=shared_tensors,
 )
