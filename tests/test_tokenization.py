@@ -188,7 +188,9 @@ def spm_folder(tmp_path, model, filename, model_type, **config):
 def test_sentencepiece_families(tmp_path, model, filename, model_type):
     ours, oracle = both(spm_folder(tmp_path, model, filename, model_type))
     check_family(ours, oracle)
+    same_encoding(ours, oracle, WORDS, is_split_into_words=True, padding=True, return_offsets_mapping=True)
     if model_type == "t5":
+        same_encoding(ours, oracle, ["summarize: a long text", "b"], text_target=["short", "a b c"], padding=True)
         same_encoding(ours, oracle, "The <extra_id_0> walks in <extra_id_1> park")
         assert ours.convert_tokens_to_ids("<extra_id_0>") == oracle.convert_tokens_to_ids("<extra_id_0>")
     if model_type == "xlm-roberta":
@@ -372,3 +374,18 @@ def test_tokenizer_json_families(tmp_path, config):
     (tmp_path / "tok" / "special_tokens_map.json").unlink()
     ours, oracle = both(tmp_path / "tok")
     check_family(ours, oracle, pairs=True)
+
+
+@needs_models
+def test_repo_id_from_hf_cache_offline(tmp_path, monkeypatch):
+    snapshot = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        shutil.copy(MODELS / "minilm" / name, snapshot / name)
+    (tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs").mkdir()
+    (tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tok = AutoTokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2", cache_dir=str(tmp_path))
+    assert tok("Hello, unaffable world!")["input_ids"] == [101, 7592, 1010, 14477, 20961, 3468, 2088, 999, 102]
+    with pytest.raises(FileNotFoundError, match="no-such/model"):
+        AutoTokenizer.from_pretrained("no-such/model", cache_dir=str(tmp_path))
