@@ -1,6 +1,11 @@
 """model_type -> the module in this folder that declares its Spec (imported only when that model_type is used)."""
 ARCHITECTURES = {
     "bert": "bert",
+    "distilbert": "distilbert",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "albert": "albert",
+    "electra": "electra",
     "gpt2": "gpt2",
     "openai-gpt": "openai_gpt",
     "ctrl": "ctrl",
