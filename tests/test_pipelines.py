@@ -164,3 +164,31 @@ def test_sentence_embeddings_real_minilm():
     assert (torch.tensor(embed(sentences[0])) - mean / mean.norm()).abs().max() < 1e-5
     cls = leanformers.pipeline("feature-extraction", model=str(MINILM), pooling="cls")(sentences[0])
     assert (torch.tensor(cls) - theirs[0]).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------- token classification
+@needs_minilm
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_token_classification(checkpoints, strategy):
+    theirs, ours = both("ner", checkpoints["ner"])
+    call = {"aggregation_strategy": strategy, "ignore_labels": []}
+    assert_same(theirs(TEXTS[3], **call), ours(TEXTS[3], **call))
+    assert_same(theirs(TEXTS, **call), ours(TEXTS, **call))
+    assert_same(theirs(TEXTS, aggregation_strategy=strategy), ours(TEXTS, aggregation_strategy=strategy))
+    batched = leanformers.pipeline("ner", model=checkpoints["ner"], batch_size=3)
+    assert_same(theirs(TEXTS, **call), batched(TEXTS, **call))
+    words = TEXTS[5].split()
+    assert_same(theirs(words, is_split_into_words=True, **call), ours(words, is_split_into_words=True, **call))
+
+
+@needs_minilm
+@pytest.mark.parametrize("strategy", ["simple", "first", "average", "max"])
+def test_token_classification_long_text_windows(checkpoints, strategy):
+    """model_max_length 12 splits each text into overlapping windows; merged entities equal transformers'."""
+    theirs, ours = both("ner", checkpoints["ner_short"])
+    call = {"aggregation_strategy": strategy, "ignore_labels": [], "stride": 4}
+    assert_same(theirs(TEXTS[4:], **call), ours(TEXTS[4:], **call))
+    batched = leanformers.pipeline("ner", model=checkpoints["ner_short"], batch_size=4)
+    assert_same(theirs(TEXTS[4:], **call), batched(TEXTS[4:], **call))
+    with pytest.raises(ValueError, match="aggregation_strategy"):
+        ours(TEXTS[4], stride=4)
