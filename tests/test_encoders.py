@@ -15,13 +15,29 @@ TINY = {
     "bert": ("Bert", lambda: transformers.BertConfig(
         vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
         max_position_embeddings=64, type_vocab_size=3, num_labels=3)),
+    "distilbert": ("DistilBert", lambda: transformers.DistilBertConfig(
+        vocab_size=99, dim=36, n_layers=3, n_heads=4, hidden_dim=37, max_position_embeddings=64, num_labels=3)),
+    "roberta": ("Roberta", lambda: transformers.RobertaConfig(
+        vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=64, type_vocab_size=1, num_labels=3)),
+    "xlm-roberta": ("XLMRoberta", lambda: transformers.XLMRobertaConfig(
+        vocab_size=101, hidden_size=36, num_hidden_layers=2, num_attention_heads=6, intermediate_size=41,
+        max_position_embeddings=40, type_vocab_size=2, num_labels=3)),
+    # two groups of two shared layers over four depths; embedding_size differs from hidden_size
+    "albert": ("Albert", lambda: transformers.AlbertConfig(
+        vocab_size=99, embedding_size=20, hidden_size=36, num_hidden_layers=4, num_hidden_groups=2,
+        inner_group_num=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+        type_vocab_size=2, num_labels=3)),
+    "electra": ("Electra", lambda: transformers.ElectraConfig(
+        vocab_size=99, embedding_size=20, hidden_size=36, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=37, max_position_embeddings=64, type_vocab_size=2, num_labels=3)),
 }
 
 
 def _inputs(config, batch=3, length=9, seed=0):
     ids, mask = random_inputs(config.vocab_size, batch, length, seed=seed, special=(3,))
     extra = {}
-    if getattr(config, "type_vocab_size", 0) and config.model_type != "distilbert":
+    if getattr(config, "type_vocab_size", 0) > 1 and config.model_type != "distilbert":
         extra["token_type_ids"] = (torch.arange(length) >= length // 2).long().expand(batch, length).contiguous()
     return ids, mask, extra
 
