@@ -17,6 +17,8 @@ transformers.logging.set_verbosity_error()
 logging.getLogger("leanformers").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", category=UserWarning)
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                        "ignore::UserWarning")
 MINILM = MODELS / "minilm"
 ATOL = 1e-4
 TEXTS = ["I love this movie!", "Terrible, awful, no good.", "ok", "Hugging Face is based in New York City.",
@@ -192,3 +194,35 @@ def test_token_classification_long_text_windows(checkpoints, strategy):
     assert_same(theirs(TEXTS[4:], **call), batched(TEXTS[4:], **call))
     with pytest.raises(ValueError, match="aggregation_strategy"):
         ours(TEXTS[4], stride=4)
+
+
+# ---------------------------------------------------------------- question answering
+CONTEXT = ("Hugging Face Inc. is a company based in New York City. Its headquarters are in DUMBO, therefore very "
+           "close to the Manhattan Bridge. The company was founded in 2016 by French entrepreneurs.")
+QUESTIONS = ["Where is Hugging Face based?", "Who founded the company?", "When was it founded?"]
+
+
+@needs_minilm
+@pytest.mark.parametrize("call", [{}, {"top_k": 3}, {"handle_impossible_answer": True, "top_k": 2},
+                                  {"align_to_words": False, "max_answer_len": 4}])
+def test_question_answering(checkpoints, call):
+    theirs, ours = both("question-answering", checkpoints["qa"])
+    assert_same(theirs(question=QUESTIONS[0], context=CONTEXT, **call),
+                ours(question=QUESTIONS[0], context=CONTEXT, **call))
+    assert_same(theirs(question=QUESTIONS, context=CONTEXT, **call), ours(question=QUESTIONS, context=CONTEXT, **call))
+    examples = [{"question": q, "context": CONTEXT[i * 20:]} for i, q in enumerate(QUESTIONS)]
+    assert_same(theirs(examples, **call), ours(examples, **call))
+    assert_same(theirs(examples[:1], **call), ours(examples[:1], **call))
+    assert_same(theirs(QUESTIONS[1], CONTEXT, **call), ours(QUESTIONS[1], CONTEXT, **call))
+
+
+@needs_minilm
+def test_question_answering_long_context(checkpoints):
+    """A context of ~900 tokens: spans of max_seq_len with doc_stride overlap, batched together."""
+    theirs, ours = both("question-answering", checkpoints["qa"])
+    long_context = " ".join([CONTEXT] * 25)
+    call = {"question": QUESTIONS, "context": long_context, "top_k": 2}
+    assert_same(theirs(**call), ours(**call))
+    assert_same(theirs(**call, max_seq_len=64, doc_stride=16), ours(**call, max_seq_len=64, doc_stride=16))
+    batched = leanformers.pipeline("question-answering", model=checkpoints["qa"], batch_size=4)
+    assert_same(theirs(**call), batched(**call))
