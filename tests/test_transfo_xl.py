@@ -133,7 +133,10 @@ def test_lm_losses_and_tuple_output(name, tmp_path):
         only_first = torch.full_like(ids, -100)  # no valid label: transformers puts eos at [0, 1]
         assert_close(theirs(ids, labels=only_first.clone()), ours(ids, labels=only_first), keys=["losses", "loss"])
         a, b = theirs(ids, return_dict=False), ours(ids, return_dict=False)
-    assert len(a) == len(b) and max_diff(a[0], b[0]) <= 1e-4  # (prediction_scores, mems)
+        assert len(a) == len(b) and max_diff(a[0], b[0]) <= 1e-4  # (prediction_scores, mems)
+        a, b = theirs(ids, labels=labels.clone(), return_dict=False), ours(ids, labels=labels, return_dict=False)
+    assert len(a) == len(b) == 4 and a[1] == b[1] == ()  # (losses, (), mems, loss)
+    assert max_diff(a[0], b[0]) <= 1e-4 and max_diff(a[3], b[3]) <= 1e-4
 
 
 @pytest.mark.parametrize("name", ["div2", "div3_untied"])

@@ -330,7 +330,8 @@ class TransfoXLPreTrainedModel(PreTrainedModel):
     def build_head(self, config):
         if self.task == "causal_lm":
             if setting(config, "sample_softmax") > 0:
-                raise NotImplementedError("Transformer-XL with sample_softmax > 0 is not supported (nor by transformers)")
+                raise NotImplementedError("Transformer-XL with sample_softmax > 0 is not supported "
+                                          "(transformers does not support it either)")
             return AdaptiveLogSoftmax(config)
         return super().build_head(config)
 
@@ -385,8 +386,8 @@ class TransfoXLPreTrainedModel(PreTrainedModel):
             labels = labels.clone()
             labels[0, 1] = self.config.eos_token_id
         losses = self.head.losses(log_probs, labels)
-        # transformers returns no prediction scores when given labels; its field order is kept
-        return TransfoXLOutput(losses=losses, **rest, loss=losses[losses != 0].mean())
+        # as transformers: no prediction scores when given labels (an empty tuple keeps the tuple positions)
+        return TransfoXLOutput(losses=losses, prediction_scores=(), **rest, loss=losses[losses != 0].mean())
 
     def generate(self, *args, **kwargs):
         if self.model.mem_len <= 0:  # no memory to carry: every step re-reads the whole sequence
