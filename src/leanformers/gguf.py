@@ -9,6 +9,7 @@ No torch at import time: the tokenizer side (`with_tensors=False`) must not pull
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -113,8 +114,10 @@ def _metadata(reader) -> dict:
 
 
 def _open(path: str):
+    """A GGUFReader for `path`. Parsing the metadata takes seconds for a large vocabulary, and from_pretrained asks
+    for the config before the weights, so the last readers are kept while the file is unchanged."""
     try:
-        import gguf
+        import gguf  # noqa: F401
     except ImportError as error:
         raise ImportError("reading GGUF files needs the `gguf` package: pip install gguf") from error
     if not os.path.isfile(path):
@@ -123,6 +126,14 @@ def _open(path: str):
         magic = f.read(4)
     if magic != b"GGUF":
         raise ValueError(f"{path} is not a GGUF file: it starts with {magic!r}, not b'GGUF'")
+    stat = os.stat(path)
+    return _reader(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(path: str, mtime_ns: int, size: int):
+    import gguf
+
     try:
         return gguf.GGUFReader(path)
     except Exception as error:  # gguf-py reports truncated or corrupt files with assorted numpy/struct errors
