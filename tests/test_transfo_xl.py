@@ -250,5 +250,7 @@ def test_bad_input_is_named(tmp_path):
         ours(torch.tensor([[1, 53]]))
     with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
         ours()
+    with pytest.raises(TypeError, match="cannot generate"):
+        leanformers.TransfoXLModel.from_pretrained(_save(theirs, tmp_path / "lm")).generate(ids)
     with pytest.raises(NotImplementedError, match="attn_type=1"):
         leanformers.TransfoXLModel.from_config(dict(_config("div2").to_dict(), attn_type=1))
