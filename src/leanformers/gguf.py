@@ -3,7 +3,13 @@
 `load_gguf(path)` gives a config.json-style dict, a float32 state dict under Hugging Face names, a `tokenizers`
 object and a tokenizer_config.json-style dict. The `gguf` package (llama.cpp's own gguf-py) parses the file and
 dequantizes the tensors; this module only renames and reshapes. It mirrors transformers' GGUF loader
-(integrations/ggml.py, modeling_gguf_pytorch_utils.py) and says below where it departs from it and why.
+(integrations/ggml.py, modeling_gguf_pytorch_utils.py): the same config values, tensors and token ids. Where that
+loader contradicts the file, we follow the file (as llama.cpp does):
+- BOS/EOS are added only as `tokenizer.ggml.add_bos_token` / `add_eos_token` say (transformers' LlamaTokenizerFast
+  always adds BOS) and eos_token is tokens[eos_token_id] (transformers takes tokens[bos_token_id]);
+- pad_token comes from `tokenizer.ggml.padding_token_id` and model_max_length from the context length;
+- byte-level vocabularies never strip a leading space when decoding (transformers does if `add_space_prefix` is
+  missing), and every control token is special (transformers hard-codes three for Qwen2).
 
 No torch at import time: the tokenizer side (`with_tensors=False`) must not pull it in.
 """
@@ -192,8 +198,9 @@ def gguf_state_dict(reader, config: dict, path: str = "<gguf>") -> dict:
             weights = unpermute_rows(weights, config["num_attention_heads"])
         elif permute_qk and ".self_attn.k_proj." in name:
             weights = unpermute_rows(weights, config["num_key_value_heads"])
-        # F32 tensors come back as read-only views of the memory-mapped file; torch needs memory of its own
-        state_dict[name] = torch.from_numpy(np.array(weights, dtype=np.float32, copy=not weights.flags.writeable))
+        if not weights.flags.writeable:  # F32 tensors are views of the read-only memory-mapped file
+            weights = weights.copy()
+        state_dict[name] = torch.from_numpy(weights.astype(np.float32, copy=False))
     return state_dict
 
 
