@@ -13,6 +13,7 @@ _LAZY = {
     "AutoModelForSequenceClassification": "modeling.auto", "AutoModelForTokenClassification": "modeling.auto",
     "AutoModelForQuestionAnswering": "modeling.auto", "AutoModelForMultipleChoice": "modeling.auto",
     "AutoModelForCausalLM": "modeling.auto", "AutoModelForSeq2SeqLM": "modeling.auto",
+    "AutoModelForPreTraining": "modeling.auto",
     "PreTrainedModel": "modeling.model",
     "GenerationConfig": "generation", "TextStreamer": "generation", "TextIteratorStreamer": "generation",
     "pipeline": "pipelines",
