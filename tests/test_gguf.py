@@ -338,8 +338,8 @@ def test_tiny_gguf_round_trips_and_equals_oracle(tmp_path, architecture, tied):
 
 def test_tiny_sentencepiece_tokenizer_equals_oracle(tmp_path):
     """Llama 2 style files: SentencePiece BPE with byte fallback, merges rebuilt from scores, BOS by default."""
-    path = write_tiny_gguf(tmp_path / "spm.gguf", "llama",
-                           tiny_hf_weights("llama", tied=True, vocab=len(tiny_sentencepiece_vocab())), tokenizer="llama")
+    weights = tiny_hf_weights("llama", tied=True, vocab=len(tiny_sentencepiece_vocab()))
+    path = write_tiny_gguf(tmp_path / "spm.gguf", "llama", weights, tokenizer="llama")
     checkpoint = load_gguf(path, with_tensors=False)
     oracle = oracle_tokenizer(path)
     texts = ["hello the world", "  hi  there", "the wor ld\nhello", "café 🤗 x", "</s>hello<s> world"]
