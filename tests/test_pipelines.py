@@ -226,3 +226,35 @@ def test_question_answering_long_context(checkpoints):
     assert_same(theirs(**call, max_seq_len=64, doc_stride=16), ours(**call, max_seq_len=64, doc_stride=16))
     batched = leanformers.pipeline("question-answering", model=checkpoints["qa"], batch_size=4)
     assert_same(theirs(**call), batched(**call))
+
+
+# ---------------------------------------------------------------- fill-mask
+MASKED = ["Paris is the [MASK] of France.", "The [MASK] sat on the mat.", "I [MASK] you and [MASK] them."]
+
+
+@needs_minilm
+@pytest.mark.parametrize("call", [{}, {"top_k": 2}, {"targets": ["capital", "city", "cat"]}, {"targets": "dog"},
+                                  {"targets": ["capital", "unaffable"], "top_k": 3}])
+def test_fill_mask(checkpoints, call):
+    theirs, ours = both("fill-mask", checkpoints["mlm"])
+    assert_same(theirs(MASKED[0], **call), ours(MASKED[0], **call))
+    assert_same(theirs(MASKED, **call), ours(MASKED, **call))
+    assert_same(theirs(MASKED[2:], **call), ours(MASKED[2:], **call))  # two masks: a list per mask
+    batched = leanformers.pipeline("fill-mask", model=checkpoints["mlm"], batch_size=2)
+    assert_same(theirs(MASKED, **call), batched(MASKED, **call))
+
+
+# ---------------------------------------------------------------- zero-shot
+@needs_minilm
+@pytest.mark.parametrize("call", [{"candidate_labels": ["politics", "sports", "cooking", "travel", "science"]},
+                                  {"candidate_labels": "politics, sports", "multi_label": True},
+                                  {"candidate_labels": ["sports"]},
+                                  {"candidate_labels": ["good", "bad"], "hypothesis_template": "The mood is {}."}])
+def test_zero_shot(checkpoints, call):
+    theirs, ours = both("zero-shot-classification", checkpoints["nli"])
+    assert_same(theirs(TEXTS[0], **call), ours(TEXTS[0], **call))
+    assert_same(theirs(TEXTS, **call), ours(TEXTS, **call))
+    batched = leanformers.pipeline("zero-shot-classification", model=checkpoints["nli"], batch_size=4)
+    assert_same(theirs(TEXTS, **call), batched(TEXTS, **call))
+    labels = call["candidate_labels"]
+    assert_same(theirs(TEXTS[1], labels), ours(TEXTS[1], labels))

@@ -93,8 +93,9 @@ class Pipeline:
             return
         import torch
 
+        # an input's windows (QA spans, zero-shot label pairs) always share a pass; batch_size counts inputs
         per_item = math.ceil(len(windows) / max(1, self._items_hint(windows)))
-        group_size = self.batch_size * per_item if self.batch_size > 1 else 1
+        group_size = self.batch_size * per_item
         order = sorted(range(len(windows)), key=lambda i: -len(windows[i]["input_ids"]))
         groups = [order[start:start + group_size] for start in range(0, len(order), group_size)]
         with torch.inference_mode():
