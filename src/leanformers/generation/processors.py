@@ -13,9 +13,18 @@ import torch
 NEG_INF = -math.inf
 
 
-def _vocab_mask(token_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(V,) bool: True at the given token ids (ids outside the vocabulary are ignored, as torch.isin does)."""
-    return torch.isin(torch.arange(vocab_size, device=token_ids.device), token_ids)
+class _VocabMask:
+    """(V,) bool, True at the given token ids (ids outside the vocabulary are ignored); built once, then reused."""
+
+    def __init__(self, token_ids: torch.Tensor):
+        self.token_ids = token_ids
+        self.mask = None
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.mask is None or self.mask.shape[0] != scores.shape[-1] or self.mask.device != scores.device:
+            vocab = torch.arange(scores.shape[-1], device=scores.device)
+            self.mask = torch.isin(vocab, self.token_ids.to(scores.device))
+        return self.mask
 
 
 class RepetitionPenalty:
@@ -122,12 +131,13 @@ class MinLength:
     """eos is forbidden until the sequence (prompt included) is `min_length` long."""
 
     def __init__(self, min_length: int, eos_token_id: torch.Tensor, prompt_length: int = 0):
-        self.min_length, self.eos_token_id, self.prompt_length = min_length, eos_token_id, prompt_length
+        self.min_length, self.prompt_length = min_length, prompt_length
+        self.eos_mask = _VocabMask(eos_token_id)
 
     def __call__(self, input_ids, scores):
         if input_ids.shape[-1] - self.prompt_length >= self.min_length:
             return scores
-        return scores.masked_fill(_vocab_mask(self.eos_token_id, scores.shape[-1]), NEG_INF)
+        return scores.masked_fill(self.eos_mask(scores), NEG_INF)
 
 
 class ForcedToken:
@@ -173,14 +183,13 @@ class SuppressTokens:
     """The listed tokens get -inf; only at sequence length `at_length` when it is given."""
 
     def __init__(self, token_ids, at_length: int | None = None):
-        self.token_ids = torch.tensor(list(token_ids), dtype=torch.long)
+        self.mask = _VocabMask(torch.tensor(list(token_ids), dtype=torch.long))
         self.at_length = at_length
 
     def __call__(self, input_ids, scores):
         if self.at_length is not None and input_ids.shape[-1] != self.at_length:
             return scores
-        mask = _vocab_mask(self.token_ids.to(scores.device), scores.shape[-1])
-        return torch.where(mask, NEG_INF, scores)
+        return torch.where(self.mask(scores), NEG_INF, scores)
 
 
 # ---- sampling warpers (only when do_sample)
