@@ -258,3 +258,49 @@ def test_zero_shot(checkpoints, call):
     assert_same(theirs(TEXTS, **call), batched(TEXTS, **call))
     labels = call["candidate_labels"]
     assert_same(theirs(TEXTS[1], labels), ours(TEXTS[1], labels))
+
+
+# ---------------------------------------------------------------- bad input, factory behaviour
+@needs_minilm
+def test_clear_errors(checkpoints):
+    classify = leanformers.pipeline("text-classification", model=checkpoints["text"])
+    for bad, error, match in (("", ValueError, "empty"), (None, TypeError, "must be a str"),
+                              (3, TypeError, "must be a str"), ({"txt": "a"}, ValueError, "keys")):
+        with pytest.raises(error, match=match):
+            classify(bad)
+    with pytest.raises(TypeError, match="unexpected argument.*topk"):
+        classify("fine", topk=2)
+    with pytest.raises(ValueError, match="No mask_token"):
+        leanformers.pipeline("fill-mask", model=checkpoints["mlm"])("no mask here")
+    qa = leanformers.pipeline("question-answering", model=checkpoints["qa"])
+    with pytest.raises(ValueError, match="context missing"):
+        qa(question="Where?")
+    with pytest.raises(ValueError, match="'context'"):
+        qa({"question": "Where?"})
+    with pytest.raises(ValueError, match="empty"):
+        qa(question="Where?", context="  ")
+    zero_shot = leanformers.pipeline("zero-shot-classification", model=checkpoints["nli"])
+    with pytest.raises(ValueError, match="candidate_labels"):
+        zero_shot("text")
+    with pytest.raises(ValueError, match="hypothesis_template"):
+        zero_shot("text", candidate_labels=["a"], hypothesis_template="no slot")
+    with pytest.raises(KeyError, match="Unknown task 'sentiment'.*text-classification"):
+        leanformers.pipeline("sentiment", model=checkpoints["text"])
+    wrong_head = leanformers.AutoModelForSequenceClassification.from_pretrained(checkpoints["text"])
+    with pytest.raises(ValueError, match="needs a \\*ForTokenClassification model"):
+        leanformers.pipeline("ner", model=wrong_head)
+    with pytest.raises(ValueError, match="batch_size"):
+        leanformers.pipeline("text-classification", model=checkpoints["text"], batch_size=0)
+
+
+@needs_minilm
+def test_factory_defaults_objects_and_task_inference(checkpoints, monkeypatch):
+    model = leanformers.AutoModelForTokenClassification.from_pretrained(checkpoints["ner"])
+    tokenizer = leanformers.AutoTokenizer.from_pretrained(checkpoints["ner"])
+    by_objects = leanformers.pipeline("ner", model=model, tokenizer=tokenizer)
+    by_task_inference = leanformers.pipeline(model=checkpoints["ner"])
+    assert by_task_inference.task == "token-classification"
+    assert by_objects(TEXTS[3]) == by_task_inference(TEXTS[3])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="distilbert/distilbert-base-uncased-finetuned-sst-2-english"):
+        leanformers.pipeline("sentiment-analysis")

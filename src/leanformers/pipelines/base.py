@@ -37,7 +37,7 @@ class Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.task = task or self.task
-        self.batch_size = _positive_int("batch_size", batch_size or 1)
+        self.batch_size = _positive_int("batch_size", 1 if batch_size is None else batch_size)
         self.progress = progress
         self._check_head()
         if dtype is not None:

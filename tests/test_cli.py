@@ -1,0 +1,62 @@
+"""The command line: arguments or stdin lines in, the pipeline's results out as JSON."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+import leanformers
+from leanformers import cli
+from test_pipelines import LABELS, MINILM, make_checkpoint, needs_minilm
+
+pytestmark = needs_minilm
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    labels = LABELS["text"]
+    return {"text": make_checkpoint(root / "text", "ForSequenceClassification", id2label=labels,
+                                    label2id={v: k for k, v in labels.items()}),
+            "qa": make_checkpoint(root / "qa", "ForQuestionAnswering")}
+
+
+def run_cli(argv, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_arguments_and_stdin(folders, capsys, monkeypatch):
+    texts = ["I love this movie!", "Terrible."]
+    pipe = leanformers.pipeline("sentiment-analysis", model=folders["text"])
+    code, out, _ = run_cli(["sentiment-analysis", texts[0], "--model", folders["text"]], capsys)
+    assert code == 0 and json.loads(out) == pipe(texts[0])
+    code, out, _ = run_cli(["sentiment-analysis", *texts, "--model", folders["text"], "--top-k", "2"], capsys)
+    assert code == 0 and json.loads(out) == pipe(texts, top_k=2)
+    code, out, _ = run_cli(["text-classification", "--model", folders["text"], "--option", "top_k=null"], capsys,
+                           stdin="\n".join(texts) + "\n\n", monkeypatch=monkeypatch)
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == pipe(texts, top_k=None)
+
+
+def test_question_answering_and_embeddings(folders, capsys, monkeypatch):
+    context = "Hugging Face is based in New York City. It was founded in 2016."
+    qa = leanformers.pipeline("question-answering", model=folders["qa"])
+    code, out, _ = run_cli(["question-answering", "Where?", "--context", context, "--model", folders["qa"]], capsys)
+    assert code == 0 and json.loads(out) == qa(question="Where?", context=context)
+    code, out, _ = run_cli(["feature-extraction", "--model", str(MINILM), "--pooling", "auto"], capsys,
+                           stdin="A man is eating food.\n", monkeypatch=monkeypatch)
+    assert code == 0 and len(json.loads(out)) == 384
+
+
+def test_errors_are_one_line(folders, capsys):
+    code, _, err = run_cli(["no-such-task", "x", "--model", folders["text"]], capsys)
+    assert code == 2 and "Unknown task 'no-such-task'" in err and "text-classification" in err
+    code, _, err = run_cli(["question-answering", "Where?", "--model", folders["qa"]], capsys)
+    assert code == 2 and "--context" in err
+    code, _, err = run_cli(["fill-mask", "no mask here", "--model", folders["text"]], capsys)
+    assert code == 2 and "No mask_token ([MASK])" in err
