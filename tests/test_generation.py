@@ -216,3 +216,38 @@ def test_prompt_longer_than_context_and_beam_streamer(models):
         generate(models["gpt2"], long_ids, max_new_tokens=2)
     with pytest.raises(ValueError, match="beam"):
         generate(models["gpt2"], long_ids[:, :5], num_beams=2, max_new_tokens=2, streamer=TextStreamer(None))
+
+
+# ------------------------------------------------------------ our models, loaded from the same checkpoints
+@pytest.fixture(scope="module")
+def our_models(models, tmp_path_factory):
+    """(oracle, ours) pairs: ours is loaded by leanformers from the oracle's save_pretrained folder."""
+    from leanformers.modeling.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    pairs = {}
+    for name, eos_scale in (("gpt2", 1.0), ("llama", 3.0), ("bart", 1.5), ("t5", 3.0)):
+        oracle = _eos_likely(models[name], 2 if name != "t5" else 1, eos_scale)
+        folder = tmp_path_factory.mktemp(name)
+        oracle.save_pretrained(folder)
+        auto = AutoModelForSeq2SeqLM if oracle.config.is_encoder_decoder else AutoModelForCausalLM
+        pairs[name] = oracle, auto.from_pretrained(folder)
+    return pairs
+
+
+OUR_SETTINGS = [dict(), BEAM_SETTINGS[0], BEAM_SETTINGS[1], BEAM_SETTINGS[2], dict(do_sample=True, top_k=10)]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bart", "t5"])
+@pytest.mark.parametrize("setting", range(len(OUR_SETTINGS)))
+def test_our_models_generate_like_oracle(our_models, name, setting):
+    """Our model's .generate() (generation config read from the saved folder) gives the oracle's ids."""
+    oracle, ours = our_models[name]
+    ids, mask = _prompts(name)
+    kwargs = dict(OUR_SETTINGS[setting], max_new_tokens=10, output_scores=True, return_dict_in_generate=True)
+    torch.manual_seed(11)
+    theirs = oracle.generate(ids, attention_mask=mask, **kwargs)
+    torch.manual_seed(11)
+    mine = ours.generate(ids, attention_mask=mask, **kwargs)
+    assert torch.equal(theirs.sequences, mine.sequences), f"ids differ:\n{theirs.sequences}\nours:\n{mine.sequences}"
+    for a, b in zip(theirs.scores, mine.scores):
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        assert (a - b).nan_to_num(0.0, 0.0, 0.0).abs().max().item() <= 1e-4
