@@ -169,8 +169,7 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
     if gguf_file is not None:
         from .gguf import load_gguf
 
-        checkpoint = load_gguf(hub.resolve(name_or_path, gguf_file, subfolder=subfolder, **where)
-                               if not str(gguf_file).startswith("/") else gguf_file)
+        checkpoint = load_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
         config = config or Config.from_dict(checkpoint.config, **config_overrides)
         state_dict = checkpoint.state_dict
     if config is None:
