@@ -188,6 +188,21 @@ def test_default_lengths_and_model_generation_config(models):
     assert torch.equal(theirs, generate(model, ids, attention_mask=mask, generation_config=ours_gc))
 
 
+@pytest.mark.parametrize("version, use_model_defaults", [("4.40.0", None), ("4.57.6", None), ("4.40.0", True),
+                                                          ("4.57.6", False)])
+def test_model_defaults_fill_a_given_config(models, version, use_model_defaults):
+    """A given config's default fields take the model's values only for >= 4.50 configs or when asked."""
+    import copy
+    from transformers import GenerationConfig as HFGenerationConfig
+    model = copy.deepcopy(models["llama"])
+    model.generation_config.num_beams, model.generation_config.no_repeat_ngram_size = 3, 2
+    model.generation_config.transformers_version = version
+    ids, mask = _prompts("llama")
+    kwargs = dict(attention_mask=mask, use_model_defaults=use_model_defaults)
+    theirs = model.generate(ids, generation_config=HFGenerationConfig(max_new_tokens=8), **kwargs)
+    assert torch.equal(theirs, generate(model, ids, generation_config=GenerationConfig(max_new_tokens=8), **kwargs))
+
+
 # ------------------------------------------------------------ bad input
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_new_tokens=0), "max_new_tokens"),

@@ -128,9 +128,12 @@ class GenerationConfig:
         self.validate()
         return unused
 
-    def merge_model_defaults(self, model_config: "GenerationConfig"):
-        """transformers >= 4.50: fields left at the global default take the model's own non-default value."""
-        if _version_tuple(model_config.transformers_version) < (4, 50, 0):
+    def merge_model_defaults(self, model_config: "GenerationConfig", use_model_defaults: bool | None = None):
+        """Fields left at the global default take the model's own non-default value (transformers' rule for
+        model configs saved by >= 4.50, or when `use_model_defaults=True`); else only the special tokens."""
+        if use_model_defaults is None:
+            use_model_defaults = _version_tuple(model_config.transformers_version) >= (4, 50, 0)
+        if not use_model_defaults:
             for name in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
                 if getattr(self, name) is None:
                     setattr(self, name, getattr(model_config, name))
@@ -190,8 +193,9 @@ class GenerationConfig:
         """A copy of ours, or ours built from another GenerationConfig-like object (e.g. transformers')."""
         if isinstance(obj, GenerationConfig):
             return copy.deepcopy(obj)
-        if hasattr(obj, "to_dict"):
-            return cls.from_dict(obj.to_dict())
+        if hasattr(obj, "to_dict"):  # transformers' to_dict stamps its own version: keep the object's
+            return cls.from_dict(obj.to_dict(), transformers_version=getattr(obj, "transformers_version",
+                                                                             TRANSFORMERS_VERSION))
         if isinstance(obj, dict):
             return cls.from_dict(obj)
         raise TypeError(f"`generation_config` must be a GenerationConfig, got {type(obj).__name__}")

@@ -63,7 +63,9 @@ def _forward_parameters(model) -> frozenset:
 
 
 # ---------------------------------------------------------------- configuration
-def _model_generation_config(model) -> GenerationConfig:
+def model_generation_config(model) -> GenerationConfig:
+    """The model's own GenerationConfig: `model.generation_config`, else (once) generation_config.json next to its
+    weights, else the generation fields of its config.json."""
     existing = getattr(model, "generation_config", None)
     if existing is not None:
         return existing if isinstance(existing, GenerationConfig) else GenerationConfig.from_any(existing)
@@ -78,13 +80,14 @@ def _model_generation_config(model) -> GenerationConfig:
     return found
 
 
-def _prepare_config(model, generation_config, kwargs) -> tuple[GenerationConfig, dict]:
-    model_config = _model_generation_config(model)
+def prepare_generation_config(model, generation_config=None, use_model_defaults=None, **kwargs):
+    """(config for this call, kwargs that are not config fields): transformers' _prepare_generation_config."""
+    model_config = model_generation_config(model)
     if generation_config is None:
         gc = copy.deepcopy(model_config)
     else:
         gc = GenerationConfig.from_any(generation_config)
-        gc.merge_model_defaults(model_config)
+        gc.merge_model_defaults(model_config, use_model_defaults)
     model_kwargs = gc.update(**kwargs)
     gc.validate_for_generate()
     return gc, model_kwargs
@@ -403,26 +406,27 @@ def _check_model(model):
 
 
 def generate(model, input_ids=None, attention_mask=None, generation_config=None, streamer=None, generator=None,
-             tokenizer=None, logits_processor=None, **kwargs):
+             tokenizer=None, logits_processor=None, use_model_defaults=None, **kwargs):
     """Continue `input_ids` (B, T) with `model`; returns (B * num_return_sequences, T') ids or a GenerateOutput.
 
     kwargs override `generation_config` fields (max_new_tokens=..., num_beams=...); the rest go to the model
     (encoder_outputs, decoder_input_ids, decoder_attention_mask, or any name model.forward accepts).
     `generator` seeds sampling; without it the global torch RNG is used, exactly as transformers does.
     `logits_processor`: extra callables `(input_ids, scores) -> scores`, applied after the built-in ones.
+    `use_model_defaults`: whether fields a given `generation_config` leaves at their defaults take the model's
+    values (None: yes for generation configs saved by transformers >= 4.50, as transformers does).
     """
     _check_model(model)
     if input_ids is None:
         input_ids = kwargs.pop("inputs", None)
     with torch.inference_mode():
-        return _generate(model, input_ids, attention_mask, generation_config, streamer, generator, tokenizer,
-                         logits_processor, kwargs)
+        gc, model_kwargs = prepare_generation_config(model, generation_config, use_model_defaults, **kwargs)
+        return _generate(model, input_ids, attention_mask, gc, kwargs.get("max_length") is not None, streamer,
+                         generator, tokenizer, logits_processor, model_kwargs)
 
 
-def _generate(model, input_ids, attention_mask, generation_config, streamer, generator, tokenizer,
-              logits_processor, kwargs):
-    max_length_given = kwargs.get("max_length") is not None
-    gc, model_kwargs = _prepare_config(model, generation_config, kwargs)
+def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, generator, tokenizer,
+              logits_processor, model_kwargs):
     is_encoder_decoder = bool(_cfg(model.config, "is_encoder_decoder", False))
     encoder_outputs = model_kwargs.pop("encoder_outputs", None)
     decoder_input_ids = model_kwargs.pop("decoder_input_ids", None)
