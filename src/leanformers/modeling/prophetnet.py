@@ -5,7 +5,9 @@ Attention scores carry a relative position bias read from the attending hidden s
 bucket and head). The logits are those of predict stream 0 (the next token); `logits_ngram` are the later streams'.
 
 Numbers follow transformers 4.57.6 exactly, including two of its quirks, reproduced on purpose:
-- the predict streams' position-bias table is gathered in a scrambled row order (see `_predict_relative`);
+- the predict streams' position-bias table is gathered in a scrambled row order (see `_predict_relative`), so a
+  position's logits depend on how many decoder tokens the call holds: a decoding step (one token, where the order
+  is not scrambled) does not reproduce the same position inside a longer full forward;
 - once a cache holds earlier positions, no mask is applied: a decoding step sees every cached position, so the later
   predict streams (logits_ngram) differ from a full forward there; the main logits do not.
 """
