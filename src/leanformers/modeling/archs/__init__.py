@@ -13,7 +13,6 @@ ARCHITECTURES = {
     "mistral": "llama",
     "qwen2": "llama",
     "transfo-xl": "transfo_xl",
-    "transfo-xl": "transfo_xl",
     "bart": "bart",
     "mbart": "bart",
     "marian": "marian",
@@ -21,4 +20,5 @@ ARCHITECTURES = {
     "m2m_100": "m2m_100",
     "t5": "t5",
     "mt5": "t5",
+    "prophetnet": "prophetnet",
 }
