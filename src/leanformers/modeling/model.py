@@ -163,6 +163,10 @@ _CLASSES: dict[tuple[str, str], type] = {}
 
 def model_class(spec, task: str) -> type:
     """The concrete class for (architecture, task), e.g. BertForSequenceClassification."""
+    if task == "seq2seq_lm" and spec.family != "encoder-decoder":
+        hint = "; load it with AutoModelForCausalLM" if "causal_lm" in spec.tasks else ""
+        raise ValueError(f"{spec.model_type} is not an encoder-decoder model ({spec.family} only): it has no "
+                         f"sequence-to-sequence head{hint}")
     if task not in spec.tasks:
         heads = ", ".join(TASKS[t] for t in spec.tasks)
         raise ValueError(f"{spec.model_type} has no {TASKS.get(task, task)} head; it has: {heads}")

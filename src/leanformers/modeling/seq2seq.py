@@ -112,17 +112,20 @@ class Seq2SeqModel(PreTrainedModel):
             config, hidden_size=config.d_model, num_hidden_layers=config.get(f"{side}_layers"),
             num_attention_heads=config.get(f"{side}_attention_heads"),
             intermediate_size=config.get(f"{side}_ffn_dim"), hidden_act=config.get("activation_function", "gelu"),
-            layer_norm_eps=1e-5, vocab_size=self.vocab_size(config, side))
+            layer_norm_eps=1e-5)
 
     @staticmethod
     def shares_embeddings(config) -> bool:
         return bool(config.get("share_encoder_decoder_embeddings", True))
 
-    def vocab_size(self, config, side: str) -> int:
-        """Marian may give the decoder its own vocabulary (share_encoder_decoder_embeddings=False)."""
-        if side == "decoder" and not self.shares_embeddings(config):
-            return config.get("decoder_vocab_size") or config.vocab_size
-        return config.vocab_size
+    def output_vocab_size(self, config) -> int:
+        """Marian may give the decoder its own output vocabulary (share_encoder_decoder_embeddings=False); its input
+        embeddings keep vocab_size rows, as transformers copies them from the shared table."""
+        size = config.vocab_size if self.shares_embeddings(config) else config.get("decoder_vocab_size", config.vocab_size)
+        if size != config.vocab_size and config.get("tie_word_embeddings", self.spec.tied_embeddings):
+            raise ValueError(f"config.decoder_vocab_size={size} differs from vocab_size={config.vocab_size}, but the "
+                             "output projection is tied to the decoder's input embeddings (tie_word_embeddings=True)")
+        return size
 
     def build_base(self, config) -> nn.Module:
         return EncoderDecoder(self.side(config, "encoder"), self.side(config, "decoder"), self.shares_embeddings(config))
@@ -130,6 +133,7 @@ class Seq2SeqModel(PreTrainedModel):
     def build_head(self, config) -> nn.Module | None:
         if self.task == "seq2seq_lm":
             _, decoder_config = self.side(config, "decoder")
+            decoder_config.vocab_size = self.output_vocab_size(config)
             return LMHead(decoder_config, logits_bias=self.final_logits_bias)
         return super().build_head(config)
 
