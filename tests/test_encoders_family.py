@@ -133,6 +133,15 @@ def test_roberta_mlm_checkpoint_into_classifier(tmp_path):
     assert {"head.dense.weight", "head.out.weight"} <= set(ours.loading_info["missing_keys"])
 
 
+@pytest.mark.parametrize("arch", ["albert", "distilbert"])
+def test_untied_masked_lm(arch, tmp_path):
+    """tie_word_embeddings=False: the output projection is its own weight, read from the checkpoint."""
+    theirs, ours = _pair(arch, "ForMaskedLM", tmp_path / "m", tie_word_embeddings=False)
+    assert ours.head.decoder.weight is not ours.model.embeddings.word.weight
+    ids, mask, extra = _inputs(theirs.config)
+    assert_close(_run(theirs, ids, mask, extra, "ForMaskedLM"), _run(ours, ids, mask, extra, "ForMaskedLM"))
+
+
 # ---------------------------------------------------------------- ALBERT and DistilBERT variants
 @pytest.mark.parametrize("groups,inner", [(1, 1), (3, 1), (1, 2)])
 def test_albert_layer_sharing(groups, inner, tmp_path):

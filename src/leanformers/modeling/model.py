@@ -49,8 +49,8 @@ class PreTrainedModel(nn.Module):
     def tied_weights(self) -> dict[str, str]:
         """our parameter name -> the name it shares storage with (the output projection and the word embeddings)."""
         ties = {}
-        if self.task == "masked_lm" or (self.task in ("causal_lm", "seq2seq_lm") and self.config.get(
-                "tie_word_embeddings", self.spec.tied_embeddings) and self.spec.tied_embeddings):
+        tie = self.config.get("tie_word_embeddings", self.spec.tied_embeddings)  # masked LMs honour it too
+        if tie and (self.task == "masked_lm" or self.task in ("causal_lm", "seq2seq_lm") and self.spec.tied_embeddings):
             ties["head.decoder.weight"] = self.input_embeddings_name()
         return ties
 
