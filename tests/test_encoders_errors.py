@@ -81,7 +81,8 @@ def test_shape_mismatch_between_config_and_weights(checkpoint, tmp_path):
     folder = _copy(checkpoint[0], tmp_path)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 40}))
-    with pytest.raises(ValueError, match=r"copy: weight 'model.layers.0.mlp.up.(weight|bias)' has shape \(37.*"
+    with pytest.raises(ValueError, match=r"copy: weight 'roberta.encoder.layer.0.intermediate.dense.(weight|bias)' "
+                                         r"\(our 'model.layers.0.mlp.up.(weight|bias)'\) has shape \(37.*"
                                          r"but the config.*expects \(40"):
         leanformers.AutoModel.from_pretrained(folder)
 

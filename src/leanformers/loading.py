@@ -123,6 +123,11 @@ def _transpose(spec, state_dict):
             for k, v in state_dict.items()}
 
 
+def _checkpoint_name(cls, checkpoint, name: str) -> str:
+    """The checkpoint key that became our `name` (for error messages; `name` itself if a convert hook made it)."""
+    return next((key for key in checkpoint if name in to_our_names(cls.spec, {key: None}, cls.task)[0]), name)
+
+
 # ---------------------------------------------------------------- initialising what the checkpoint lacks
 def initialise(model: nn.Module, only_meta: bool = True, dtype=torch.float32) -> list[str]:
     """Give real storage to parameters still on the meta device (or to all), initialised as transformers does."""
@@ -212,7 +217,8 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
         elif ours[name].shape != expected[name].shape:
             if not ignore_mismatched_sizes:
                 raise ValueError(
-                    f"{source}: weight {name!r} has shape {tuple(ours[name].shape)} but the config "
+                    f"{source}: weight {_checkpoint_name(cls, checkpoint, name)!r} (our {name!r}) has shape "
+                    f"{tuple(ours[name].shape)} but the config "
                     f"({type(model).__name__}) expects {tuple(expected[name].shape)}; does config.json match the "
                     f"weights? (ignore_mismatched_sizes=True re-initialises such weights)")
             mismatched.append(name)
