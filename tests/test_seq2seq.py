@@ -302,3 +302,57 @@ def test_classification_needs_the_same_number_of_eos(checkpoint):
     ids = torch.tensor([[5, 6, 2, 7, 2], [5, 6, 7, 8, 2]])
     with pytest.raises(ValueError, match="same number of <eos> tokens"):
         ours(input_ids=ids)
+
+
+# ---------------------------------------------------------------- generation settings from the checkpoint
+@pytest.mark.parametrize("case", ["marian", "m2m100", "t5-v1.1"])
+def test_generation_config_json_is_applied(case, tmp_path):
+    """Marian-style generation_config.json (beams, max_length, bad_words_ids = pad, ...) used by a bare generate()."""
+    theirs = _oracle(case, tie_word_embeddings=False)
+    pad = theirs.config.pad_token_id
+    theirs.generation_config.update(num_beams=3, max_length=9, bad_words_ids=[[pad]] if pad else None,
+                                    no_repeat_ngram_size=2, length_penalty=0.5, renormalize_logits=True)
+    folder = save_tiny(theirs, tmp_path / "ckpt")
+    ours = _load(case, "lm", folder)
+    assert ours.generation_config.num_beams == 3 and ours.generation_config.max_length == 9
+    ids, mask, _, _ = _inputs(theirs.config)
+    with torch.no_grad():
+        expected = theirs.generate(input_ids=ids, attention_mask=mask)
+    assert torch.equal(ours.generate(input_ids=ids, attention_mask=mask), expected)
+
+
+@pytest.mark.parametrize("case", ["mbart", "m2m100"])
+def test_forced_target_language_and_decoder_prompt(case, checkpoint):
+    """mBART-50 / M2M100 translation forces the target-language token first; a decoder prompt continues as given."""
+    theirs, folder = checkpoint(case, tie_word_embeddings=False)
+    ours = _load(case, "lm", folder)
+    ids, mask, _, _ = _inputs(theirs.config)
+    prompt = torch.tensor([[theirs.config.decoder_start_token_id, 7, 8]] * 3)
+    for kwargs in (dict(forced_bos_token_id=9, num_beams=2, max_new_tokens=6), dict(decoder_input_ids=prompt,
+                                                                                   max_new_tokens=5)):
+        with torch.no_grad():
+            expected = theirs.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        assert torch.equal(ours.generate(input_ids=ids, attention_mask=mask, **kwargs), expected), kwargs
+
+
+def test_tuple_outputs_and_encoder_outputs_as_tuple(checkpoint):
+    theirs, folder = checkpoint("pegasus")
+    ours = _load("pegasus", "lm", folder)
+    ids, mask, decoder_ids, decoder_mask = _inputs(theirs.config)
+    with torch.no_grad():
+        expected = theirs(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, return_dict=False)
+        encoded = ours.get_encoder()(input_ids=ids, attention_mask=mask)
+        got = ours(encoder_outputs=(encoded.last_hidden_state,), attention_mask=mask, decoder_input_ids=decoder_ids,
+                   return_dict=False)
+    assert isinstance(got, tuple) and max_diff(expected[0], got[0]) <= 1e-4
+
+
+@pytest.mark.parametrize("case", ["bart", "t5-v1.1", "m2m100"])
+def test_half_precision_runs_close_to_float32(case, checkpoint):
+    theirs, folder = checkpoint(case)
+    ours32, ours16 = _load(case, "lm", folder), _load(case, "lm", folder, dtype=torch.bfloat16)
+    assert ours16.dtype == torch.bfloat16
+    inputs = _inputs(theirs.config)
+    full, half = _forward(ours32, "lm", *inputs).logits, _forward(ours16, "lm", *inputs).logits
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    assert max_diff(full, half) <= 0.1 * float(full.abs().max())
