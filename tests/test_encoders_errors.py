@@ -87,6 +87,14 @@ def test_shape_mismatch_between_config_and_weights(checkpoint, tmp_path):
         leanformers.AutoModel.from_pretrained(folder)
 
 
+def test_relative_position_variants_are_refused(checkpoint, tmp_path):
+    folder = _copy(checkpoint[0], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "position_embedding_type": "relative_key"}))
+    with pytest.raises(NotImplementedError, match="position_embedding_type='relative_key' is not supported"):
+        leanformers.AutoModel.from_pretrained(folder)
+
+
 def test_sequence_longer_than_position_table(checkpoint):
     ours = leanformers.AutoModel.from_pretrained(checkpoint[0])
     limit = ours.config.max_position_embeddings - ours.config.pad_token_id - 1  # RoBERTa counts past padding_idx

@@ -97,6 +97,9 @@ class Embeddings(nn.Module):
         size = config.get("embedding_size", hidden) if spec.embedding_projection else hidden
         self.word = nn.Embedding(config.vocab_size, size, padding_idx=None)
         self.position = None
+        kind = config.get("position_embedding_type", "absolute")
+        if spec.position == "learned" and kind != "absolute":  # BERT-family relative_key(_query) variants
+            raise NotImplementedError(f"config.json: position_embedding_type={kind!r} is not supported, only absolute")
         if spec.position == "learned":
             self.position = nn.Embedding(config.max_position_embeddings + spec.position_offset, size)
         # CTRL: a fixed table computed here, not stored in checkpoints; a plain CPU tensor (not a buffer) so that a
