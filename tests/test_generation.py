@@ -87,6 +87,9 @@ def _assert_same(theirs, ours):
         assert torch.equal(torch.isinf(a), torch.isinf(b))
         finite = torch.isfinite(a)
         assert (a[finite] - b[finite]).abs().max().item() <= 1e-5
+    for a, b in zip(theirs.logits or (), ours.logits or ()):
+        assert (a - b).abs().max().item() <= 1e-5
+    assert (theirs.logits is None) == (ours.logits is None)
     if getattr(theirs, "sequences_scores", None) is not None:
         assert (theirs.sequences_scores - ours.sequences_scores).abs().max().item() <= 1e-5
         assert torch.equal(theirs.beam_indices.long(), ours.beam_indices.long())
@@ -108,7 +111,8 @@ def test_greedy_matches(models, name, eos_scale):
     model = _eos_likely(models[name], 2 if name != "t5" else 1, eos_scale)
     ids, mask = _prompts(name)
     _assert_same(*_both(model, ids, mask, max_new_tokens=12))
-    _assert_same(*_both(model, ids, mask, max_new_tokens=12, output_scores=True, return_dict_in_generate=True))
+    _assert_same(*_both(model, ids, mask, max_new_tokens=12, output_scores=True, return_dict_in_generate=True,
+                        output_logits=True))
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bart", "t5"])
@@ -118,7 +122,8 @@ def test_beam_search_matches(models, name, setting):
     ids, mask = _prompts(name)
     kwargs = dict(BEAM_SETTINGS[setting], max_new_tokens=10)
     _assert_same(*_both(model, ids, mask, **kwargs))
-    _assert_same(*_both(model, ids, mask, output_scores=True, return_dict_in_generate=True, **kwargs))
+    _assert_same(*_both(model, ids, mask, output_scores=True, return_dict_in_generate=True,
+                        output_logits=setting == 1, **kwargs))
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bart", "t5"])

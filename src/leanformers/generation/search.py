@@ -27,6 +27,7 @@ class GenerateOutput:
     """What `generate(..., return_dict_in_generate=True)` returns (transformers' Generate*Output fields)."""
     sequences: torch.Tensor                       # (B * num_return_sequences, T)
     scores: tuple | None = None                   # per step, (N, V) processed scores
+    logits: tuple | None = None                   # per step, (N, V) raw logits (output_logits=True)
     sequences_scores: torch.Tensor | None = None  # beam search: final score of each returned sequence
     beam_indices: torch.Tensor | None = None      # beam search: (B * num_return_sequences, new tokens)
     encoder_outputs: object = None
@@ -223,13 +224,27 @@ class _StoppingCheck:
 
 
 # ---------------------------------------------------------------- decoding loops
-def _greedy_or_sample(step, input_ids, gc, processors, is_done, pad, streamer, generator, scores):
+class _Record:
+    """Per-step tensors kept for return_dict_in_generate: processed scores and/or raw logits, each (N, V)."""
+
+    def __init__(self, gc):
+        self.scores = [] if gc.return_dict_in_generate and gc.output_scores else None
+        self.logits = [] if gc.return_dict_in_generate and gc.output_logits else None
+
+    def add(self, logits, scores):
+        if self.logits is not None:
+            self.logits.append(logits)
+        if self.scores is not None:
+            self.scores.append(scores)
+
+
+def _greedy_or_sample(step, input_ids, gc, processors, is_done, pad, streamer, generator, record):
     """One token per row per step, argmax or torch.multinomial (the same draws as transformers for one seed)."""
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     while True:
-        next_scores = apply_processors(processors, input_ids, step(input_ids))  # (N, V)
-        if scores is not None:
-            scores.append(next_scores)
+        logits = step(input_ids)
+        next_scores = apply_processors(processors, input_ids, logits)  # (N, V)
+        record.add(logits, next_scores)
         if gc.do_sample:
             probs = torch.nn.functional.softmax(next_scores, dim=-1)
             next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
@@ -279,7 +294,7 @@ def _init_beams(input_ids, batch_size, num_beams, max_length, fill) -> _Beams:
                   torch.ones((batch_size, 1), dtype=torch.bool, device=device))
 
 
-def _beam_search(step, input_ids, gc, processors, is_done, eos, pad, batch_size, generator, scores):
+def _beam_search(step, input_ids, gc, processors, is_done, eos, pad, batch_size, generator, record):
     """transformers 4.57's vectorised beam search (and beam sampling), step for step."""
     num_beams, max_length = gc.num_beams, gc.max_length
     length_penalty, early_stopping = gc.length_penalty, gc.early_stopping
@@ -293,10 +308,9 @@ def _beam_search(step, input_ids, gc, processors, is_done, eos, pad, batch_size,
     batch_offset = torch.arange(batch_size, device=device).view(-1, 1) * num_beams
     while True:
         flat = b.running_sequences[:, :, :cur_len].reshape(batch_size * num_beams, cur_len)
-        log_probs = torch.nn.functional.log_softmax(step(flat), dim=-1)
-        log_probs = apply_processors(processors, flat, log_probs)  # (B*nb, V)
-        if scores is not None:
-            scores.append(log_probs.clone())
+        logits = step(flat)
+        log_probs = apply_processors(processors, flat, torch.nn.functional.log_softmax(logits, dim=-1))  # (B*nb, V)
+        record.add(logits, log_probs)
         vocab_size = log_probs.shape[-1]
         log_probs = (log_probs.view(batch_size, num_beams, vocab_size) + b.running_scores[:, :, None])
         log_probs = log_probs.reshape(batch_size, num_beams * vocab_size)
@@ -432,6 +446,8 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
     decoder_input_ids = model_kwargs.pop("decoder_input_ids", None)
     decoder_attention_mask = model_kwargs.pop("decoder_attention_mask", None)
     model_kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
+    if "inputs_embeds" in model_kwargs or "decoder_inputs_embeds" in model_kwargs:
+        raise NotImplementedError("generate() starts from token ids; `inputs_embeds` prompts are not supported.")
     _check_extra_kwargs(model, model_kwargs)
     if streamer is not None and gc.num_beams > 1:
         raise ValueError("`streamer` cannot be used with beam search (num_beams > 1): it streams one sequence.")
@@ -470,19 +486,20 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
     processors = build_processors(gc, prompt_length, eos, encoder_input_ids) + list(logits_processor or [])
     is_done = _StoppingCheck(gc, eos, tokenizer)
     step = _Stepper(model, attention_mask, gc.use_cache, encoder_outputs, decoder_attention_mask, model_kwargs)
-    scores = [] if (gc.return_dict_in_generate and gc.output_scores) else None
+    record = _Record(gc)
 
     sequences_scores = beam_indices = None
     if gc.num_beams > 1:
         sequences, sequences_scores, beam_indices = _beam_search(step, input_ids, gc, processors, is_done, eos, pad,
-                                                                 batch_size, generator, scores)
+                                                                 batch_size, generator, record)
     else:
-        sequences = _greedy_or_sample(step, input_ids, gc, processors, is_done, pad, streamer, generator, scores)
+        sequences = _greedy_or_sample(step, input_ids, gc, processors, is_done, pad, streamer, generator, record)
     if streamer is not None:
         streamer.end()
     if not gc.return_dict_in_generate:
         return sequences
-    return GenerateOutput(sequences=sequences, scores=None if scores is None else tuple(scores),
+    return GenerateOutput(sequences=sequences, scores=None if record.scores is None else tuple(record.scores),
+                          logits=None if record.logits is None else tuple(record.logits),
                           sequences_scores=sequences_scores if gc.output_scores else None,
                           beam_indices=beam_indices, encoder_outputs=encoder_outputs, past_key_values=step.cache)
 
