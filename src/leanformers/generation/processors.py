@@ -51,7 +51,7 @@ class EncoderRepetitionPenalty(RepetitionPenalty):
 
 
 def _ngram_bans(context: torch.Tensor, prefix: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows and tokens that would complete an n-gram of `context` (N, S) whose first n-1 tokens are `prefix` (N, n-1)."""
+    """(rows, tokens) that would complete an n-gram of `context` (N, S) starting with `prefix` (N, n-1)."""
     windows = context.unfold(1, n, 1)  # (N, S-n+1, n)
     hits = (windows[:, :, :-1] == prefix[:, None, :]).all(-1)  # (N, S-n+1)
     rows, starts = hits.nonzero(as_tuple=True)

@@ -1,6 +1,7 @@
 """generate(): greedy, sampling and beam search over any model that follows the transformers call protocol.
 
-causal LM:        model(input_ids, attention_mask, [position_ids], past_key_values, use_cache) -> .logits, .past_key_values
+causal LM:        model(input_ids, attention_mask, [position_ids], past_key_values, use_cache)
+                  -> .logits, .past_key_values
 encoder-decoder:  model.get_encoder()(input_ids, attention_mask) once, then
                   model(encoder_outputs, attention_mask, decoder_input_ids, past_key_values, use_cache)
 The prompt goes in once (prefill); after that each step feeds only the newest token and the cache. Token choice,
