@@ -30,6 +30,9 @@ SPEC = Spec(
         },
         "sequence_classification": {"classifier.dense": "dense", "classifier.out_proj": "out"},
         "multiple_choice": {"sequence_summary.summary": "dense"},
-        "pretraining": {"discriminator_predictions.dense": "dense", "discriminator_predictions.dense_prediction": "out"},
+        "pretraining": {
+            "discriminator_predictions.dense": "dense",
+            "discriminator_predictions.dense_prediction": "out",
+        },
     },
 )
