@@ -60,11 +60,11 @@ DEFAULTS: dict[str, dict] = {
                    "n_layers": 6, "n_heads": 12, "dim": 768, "hidden_dim": 3072, "activation": "gelu",
                    "pad_token_id": 0, "qa_dropout": 0.1, "seq_classif_dropout": 0.2,
                    "layer_norm_eps": 1e-12},  # not a DistilBertConfig key: transformers hard-codes it
-    "gpt2": {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
     # Llama-family config classes (their keys a hand-written config.json may leave out)
     **{t: {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "rope_scaling": None,
            "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False, "use_cache": True}
        for t in ("llama", "mistral", "qwen2")},
+    "gpt2": {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "bos_token_id": 50256,
              "eos_token_id": 50256, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
 }
