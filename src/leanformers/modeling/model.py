@@ -31,8 +31,12 @@ class PreTrainedModel(nn.Module):
         self.generation_config = None
 
     def build_base(self, config) -> nn.Module:
-        """The base stack; encoder-decoder and decoder families override via their spec's family."""
-        return Transformer(self.spec, config, causal=self.spec.family == "decoder", pooler=self.uses_pooler())
+        """The base stack; encoder-decoder and decoder families override via their spec's family. An encoder whose
+        config says is_decoder runs causally (BertLMHeadModel); add_cross_attention gives its blocks cross-attention
+        to an encoder's output (the decoder of an EncoderDecoderModel pair)."""
+        causal = self.spec.family == "decoder" or bool(config.get("is_decoder", False))
+        return Transformer(self.spec, config, causal=causal, cross=bool(config.get("add_cross_attention", False)),
+                           pooler=self.uses_pooler())
 
     def build_head(self, config) -> nn.Module | None:
         """The task head; a family whose head is not in heads.py (Transformer-XL's adaptive softmax) overrides this."""

@@ -51,7 +51,7 @@ class Block(nn.Module):
         self.pre_norm = spec.pre_norm
         self.attention = attention_for(spec, config, depth=depth)
         self.attention_norm = norm(spec.norm, hidden, eps)
-        self.cross_attention = attention_for(spec, config, kv_hidden=hidden) if cross else None
+        self.cross_attention = attention_for(spec, config, kv_hidden=hidden, depth=depth) if cross else None
         self.cross_attention_norm = norm(spec.norm, hidden, eps) if cross else None
         inner = config.get("intermediate_size") or 4 * hidden
         act = spec.mlp_act or spec.act_names.get(config.hidden_act, config.hidden_act)
@@ -66,14 +66,14 @@ class Block(nn.Module):
         if self.pre_norm:
             out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal, **attend)
             x = x + out
-            if self.cross_attention is not None:
+            if self.cross_attention is not None and encoder_states is not None:
                 out, cross_probs = self.cross_attention(self.cross_attention_norm(x), cross_bias,
                                                         kv_states=encoder_states, **attend)
                 x = x + out
             return x + self.mlp(self.mlp_norm(x)), probs, cross_probs
         out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, **attend)
         x = self.attention_norm(x + out)
-        if self.cross_attention is not None:
+        if self.cross_attention is not None and encoder_states is not None:
             out, cross_probs = self.cross_attention(x, cross_bias, kv_states=encoder_states, **attend)
             x = self.cross_attention_norm(x + out)
         return self.mlp_norm(x + self.mlp(x)), probs, cross_probs
