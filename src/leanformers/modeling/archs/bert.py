@@ -18,6 +18,12 @@ BERT_LAYER_RENAMES = {
     "encoder.layer.{}.intermediate.dense": "layers.{}.mlp.up",
     "encoder.layer.{}.output.dense": "layers.{}.mlp.down",
     "encoder.layer.{}.output.LayerNorm": "layers.{}.mlp_norm",
+    # a decoder's cross-attention (is_decoder + add_cross_attention: BertLMHeadModel inside an EncoderDecoderModel)
+    "encoder.layer.{}.crossattention.self.query": "layers.{}.cross_attention.q",
+    "encoder.layer.{}.crossattention.self.key": "layers.{}.cross_attention.k",
+    "encoder.layer.{}.crossattention.self.value": "layers.{}.cross_attention.v",
+    "encoder.layer.{}.crossattention.output.dense": "layers.{}.cross_attention.o",
+    "encoder.layer.{}.crossattention.output.LayerNorm": "layers.{}.cross_attention_norm",
 }
 
 SPEC = Spec(
