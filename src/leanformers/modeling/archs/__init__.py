@@ -21,4 +21,5 @@ ARCHITECTURES = {
     "t5": "t5",
     "mt5": "t5",
     "prophetnet": "prophetnet",
+    "encoder-decoder": "encoder_decoder",
 }
