@@ -161,6 +161,9 @@ def test_processors_and_lengths_match(models):
     for kwargs in settings:
         _assert_same(*_both(model, ids, mask, output_scores=True, return_dict_in_generate=True, **kwargs))
     _assert_same(*_both(model, None, None, max_new_tokens=5))  # no prompt: starts from bos
+    out = generate(model, ids, attention_mask=mask, max_new_tokens=3, num_beams=2, return_dict_in_generate=True)
+    out.sequences[0, 0] = 1  # results are ordinary tensors, editable outside inference mode
+    generate(model, ids, attention_mask=mask, max_new_tokens=3)[0, 0] = 1
 
 
 def test_encoder_decoder_features(models):

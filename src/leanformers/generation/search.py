@@ -436,8 +436,16 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
         input_ids = kwargs.pop("inputs", None)
     with torch.inference_mode():
         gc, model_kwargs = prepare_generation_config(model, generation_config, use_model_defaults, **kwargs)
-        return _generate(model, input_ids, attention_mask, gc, kwargs.get("max_length") is not None, streamer,
-                         generator, tokenizer, logits_processor, model_kwargs)
+        result = _generate(model, input_ids, attention_mask, gc, kwargs.get("max_length") is not None, streamer,
+                           generator, tokenizer, logits_processor, model_kwargs)
+    # ids made under inference_mode cannot be edited in place afterwards; callers (and transformers' users) do that
+    if isinstance(result, torch.Tensor):
+        return result.clone()
+    for name in ("sequences", "sequences_scores", "beam_indices"):
+        value = getattr(result, name)
+        if value is not None:
+            setattr(result, name, value.clone())
+    return result
 
 
 def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, generator, tokenizer,
