@@ -274,3 +274,19 @@ def test_our_models_generate_like_oracle(our_models, name, setting):
     for a, b in zip(theirs.scores, mine.scores):
         assert torch.equal(torch.isinf(a), torch.isinf(b))
         assert (a - b).nan_to_num(0.0, 0.0, 0.0).abs().max().item() <= 1e-4
+
+
+def test_generation_settings_from_config_json_alone(models, tmp_path):
+    """Without generation_config.json, both read the generation fields of config.json (old checkpoints)."""
+    from leanformers.modeling.auto import AutoModelForSeq2SeqLM
+    import json
+    _eos_likely(models["bart"], 2, 1.5).save_pretrained(tmp_path)
+    (tmp_path / "generation_config.json").unlink()
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(num_beams=3, no_repeat_ngram_size=2, max_length=9, length_penalty=0.7)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    oracle = BartForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert oracle.generation_config.num_beams == 3
+    ours = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    ids, mask = _prompts("bart")
+    assert torch.equal(oracle.generate(ids, attention_mask=mask), ours.generate(ids, attention_mask=mask))
