@@ -1,0 +1,129 @@
+"""Issue 3 benchmark: transformers' pipeline() vs ours, both in this process, on checkpoints of real size (random
+weights saved by transformers) with the real bert-base-uncased vocabulary (from the MiniLM files).
+
+text-classification  DistilBERT-size (66M) classifier, 256 Botchan sentences of mixed length
+token-classification DistilBERT-size, 9 CoNLL labels, aggregation_strategy="simple", the same sentences
+question-answering   DistilBERT-size, long contexts (~600 words: several 384-token windows each, doc_stride 128)
+zero-shot            BERT-base-size (110M) NLI classifier (contradiction/neutral/entailment), 5 candidate labels
+Each at batch_size 1 and 32 (transformers' batch_size counts model rows, ours counts inputs: for QA and zero-shot
+ours puts all windows/label pairs of 32 inputs in one pass). Identical = same labels/words/answers/offsets and
+every score within 1e-4.
+
+Run: .venv/bin/python bench/bench_pipelines.py [--quick] [--repeats 1] [--tasks text ner qa zero-shot]
+"""
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from common import MODELS, best_time, compare, load_note, paragraphs, sentences
+
+MINILM = MODELS / "minilm"
+CONLL = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+NLI = ["contradiction", "neutral", "entailment"]
+LABELS = ["literature", "politics", "school", "weather", "food"]
+QUESTIONS = ["Who went to the school?", "What did the teacher say?", "Where did he live?", "Why was he angry?"]
+
+
+def labels(names):
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+# task -> (transformers config class, model class, config overrides)
+CHECKPOINTS = {
+    "text": ("DistilBertConfig", "DistilBertForSequenceClassification", labels(["NEGATIVE", "POSITIVE"])),
+    "ner": ("DistilBertConfig", "DistilBertForTokenClassification", labels(CONLL)),
+    "qa": ("DistilBertConfig", "DistilBertForQuestionAnswering", {}),
+    "zero-shot": ("BertConfig", "BertForSequenceClassification", labels(NLI)),
+}
+TASK_NAMES = {"text": "text-classification", "ner": "token-classification", "qa": "question-answering",
+              "zero-shot": "zero-shot-classification"}
+
+
+def make_checkpoint(key: str, folder: Path, quick: bool) -> str:
+    import transformers
+
+    config_class, model_class, overrides = CHECKPOINTS[key]
+    size = dict(n_layers=2) if quick and config_class == "DistilBertConfig" else {}
+    size = dict(num_hidden_layers=2) if quick and config_class == "BertConfig" else size
+    config = getattr(transformers, config_class)(**overrides, **size)
+    torch.manual_seed(0)
+    getattr(transformers, model_class)(config).eval().save_pretrained(folder)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(MINILM / name, folder / name)
+    settings = json.loads((MINILM / "tokenizer_config.json").read_text())
+    # DistilBERT takes no token_type_ids: let each library pick the tokenizer class from the model type
+    settings.pop("tokenizer_class")
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    return str(folder)
+
+
+def inputs_and_options(key: str, quick: bool):
+    """(inputs, call options, what one input is called) for a task."""
+    if key == "qa":
+        contexts = paragraphs(4 if quick else 32, words=150 if quick else 600)
+        items = [{"question": QUESTIONS[i % len(QUESTIONS)], "context": c} for i, c in enumerate(contexts)]
+        return items, {}, "questions"
+    texts = sentences(32 if quick else 256)
+    if key == "ner":
+        return texts, {"aggregation_strategy": "simple"}, "sentences"
+    if key == "zero-shot":
+        return texts[:16 if quick else 64], {"candidate_labels": LABELS}, "sentences"
+    return texts, {}, "sentences"
+
+
+def bench_task(key: str, args) -> list[str]:
+    import transformers
+
+    import leanformers
+
+    items, options, unit = inputs_and_options(key, args.quick)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_checkpoint(key, Path(tmp), args.quick)
+        for batch_size in args.batch_sizes:
+            pipes = [library.pipeline(TASK_NAMES[key], model=folder, batch_size=batch_size)
+                     for library in (transformers, leanformers)]
+            results, seconds = [], []
+            for pipe in pipes:
+                pipe(items[:4], **options)  # warm-up
+                elapsed, result = best_time(lambda: pipe(items, **options), args.repeats)
+                results.append(result)
+                seconds.append(elapsed)
+            same, diff = compare(*results)
+            identical = "yes" if same and diff <= 1e-4 else f"NO (structure equal: {same})"
+            rows.append(f"{TASK_NAMES[key]:24} {batch_size:5} {len(items):4} {unit:9} "
+                        f"{len(items) / seconds[0]:8.1f} {len(items) / seconds[1]:8.1f} "
+                        f"{seconds[0] / seconds[1]:6.2f} {diff:9.1e} {identical}")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="2-layer models and few inputs: checks the script")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--tasks", nargs="+", default=list(CHECKPOINTS), choices=list(CHECKPOINTS))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    args = parser.parse_args()
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("leanformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, transformers {transformers.__version__}, "
+          f"{load_note()}{' (QUICK sizes)' if args.quick else ''}")
+    print(f"{'task':24} {'batch':>5} {'n':>4} {'unit':9} {'hf /s':>8} {'ours /s':>8} {'ratio':>6} {'max diff':>9} "
+          f"identical")
+    for key in args.tasks:
+        bench_task(key, args)
+    print(f"after: {load_note()}")
+
+
+if __name__ == "__main__":
+    main()
