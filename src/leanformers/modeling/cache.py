@@ -45,8 +45,10 @@ class KVCache:
         for i, (k, v) in enumerate(zip(self._keys, self._values)):
             if k is not None:
                 self._keys[i], self._values[i] = k.index_select(0, beam_idx), v.index_select(0, beam_idx)
-        self.cross = [None if kv is None else (kv[0].index_select(0, beam_idx), kv[1].index_select(0, beam_idx))
-                      for kv in self.cross]
+        # cross K/V stay as they are: beams move only within their own sentence, whose beams all hold the same
+        # encoder rows (the encoder ran once per sentence), so reordering would copy them unchanged every step
+        self.cross = [None if kv is None else kv if kv[0].shape[0] == beam_idx.shape[0] else
+                      (kv[0].index_select(0, beam_idx), kv[1].index_select(0, beam_idx)) for kv in self.cross]
         for name, value in self.extra.items():
             if isinstance(value, torch.Tensor):
                 self.extra[name] = value.index_select(0, beam_idx)
