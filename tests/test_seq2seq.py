@@ -40,7 +40,7 @@ TINY = {
         **_T5, num_decoder_layers=3)),
 }
 HEADS = {"lm": None, "base": "Model", "seq": "ForSequenceClassification", "qa": "ForQuestionAnswering"}
-HAS = {"bart": tuple(HEADS), "mbart": tuple(HEADS)}
+HAS = {"bart": tuple(HEADS), "mbart": tuple(HEADS), "t5": tuple(HEADS), "mt5-deeper-decoder": tuple(HEADS)}
 CASES = [(case, head) for case in TINY for head in HAS.get(case, ("lm", "base"))]
 # the oracle's generate() builds its cache for config.num_layers decoder layers, so it cannot run a T5 whose decoder
 # is deeper than its encoder; that case is checked on forward passes only

@@ -65,7 +65,11 @@ class EncoderDecoder(nn.Module):
         embeddings = Embeddings(*decoder_side)
         if shared:
             embeddings.word = self.encoder.embeddings.word
-        self.decoder = Transformer(*decoder_side, causal=True, cross=True, embeddings=embeddings)
+        self.decoder = self.build_decoder(decoder_side, embeddings)
+
+    def build_decoder(self, decoder_side, embeddings) -> nn.Module:
+        """The causal decoder stack with cross-attention (ProphetNet builds its n-gram decoder here)."""
+        return Transformer(*decoder_side, causal=True, cross=True, embeddings=embeddings)
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
@@ -80,6 +84,11 @@ class EncoderDecoder(nn.Module):
                                inputs_embeds=decoder_inputs_embeds, past_key_values=past_key_values,
                                encoder_hidden_states=encoder_outputs.last_hidden_state,
                                encoder_attention_mask=attention_mask, use_cache=use_cache, **shown)
+        return self.outputs(decoder, encoder_outputs)
+
+    @staticmethod
+    def outputs(decoder, encoder_outputs) -> ModelOutput:
+        """The base model's output: transformers' fields in its order (a decoder with more outputs adds them)."""
         return ModelOutput(
             last_hidden_state=decoder.last_hidden_state,
             past_key_values=decoder.past_key_values,
@@ -98,6 +107,7 @@ class Seq2SeqModel(PreTrainedModel):
 
     final_logits_bias = False               # a fixed per-token bias added to the logits (BART, Marian, Pegasus)
     decoder_inputs_from_input_ids = False   # BART/mBART: without decoder inputs, the shifted input_ids are used
+                                            # (always so for the classification and question-answering heads)
     wrap_last_token = False                 # mBART: shifting moves the language code to the front (no start token)
 
     def __init__(self, config: Config):
@@ -202,7 +212,8 @@ class Seq2SeqModel(PreTrainedModel):
     def _default_decoder_inputs(self, input_ids, labels):
         if labels is not None and self.task == "seq2seq_lm":
             return self.shift_right(labels)
-        if self.decoder_inputs_from_input_ids and input_ids is not None:
+        reads_input_ids = self.task in ("sequence_classification", "question_answering")
+        if (self.decoder_inputs_from_input_ids or reads_input_ids) and input_ids is not None:
             return self.shift_right(input_ids)
         raise ValueError(f"{type(self).__name__} needs decoder_input_ids (or decoder_inputs_embeds"
                          f"{', or labels' if self.task == 'seq2seq_lm' else ''}) besides the encoder's input_ids")

@@ -4,7 +4,7 @@ gated-GELU feed-forward, and (when tied) the decoder output scaled by d_model**-
 import dataclasses
 
 from ..seq2seq import Seq2SeqModel, side_config
-from ..spec import Spec
+from ..spec import ClassifierSpec, Spec
 
 
 def feed_forward(config) -> tuple[str, bool]:
@@ -56,9 +56,9 @@ def _renames() -> dict[str, str]:
 SPEC = Spec(
     model_type="t5",
     family="encoder-decoder",
-    base_prefix="",
+    base_prefix="transformer",  # only T5ForSequenceClassification nests the base model; the others do not
     class_prefix="T5",
-    tasks=("base", "seq2seq_lm"),
+    tasks=("base", "seq2seq_lm", "sequence_classification", "question_answering"),
     model_class=T5Family,
     position="relative",
     norm="rms",
@@ -69,7 +69,9 @@ SPEC = Spec(
     mlp_bias=False,
     attention_scale=False,
     renames=_renames(),
-    head_renames={"lm_head": "decoder"},
+    classifier=ClassifierSpec(pool="eos", dense_act="tanh"),
+    head_renames={"lm_head": "decoder", "classification_head.dense": "dense", "classification_head.out_proj": "out",
+                  "qa_outputs": "out"},
 )
 
 SPECS = {"t5": SPEC, "mt5": dataclasses.replace(SPEC, model_type="mt5", class_prefix="MT5")}
