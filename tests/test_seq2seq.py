@@ -215,7 +215,8 @@ def test_auto_classes_and_names(case, checkpoint):
     theirs, folder = checkpoint(case)
     lm = leanformers.AutoModelForSeq2SeqLM.from_pretrained(folder)
     assert type(lm).__name__ == type(theirs).__name__
-    assert lm.config.is_encoder_decoder and lm.get_encoder() is lm.model.encoder and lm.get_decoder() is lm.model.decoder
+    assert lm.config.is_encoder_decoder
+    assert lm.get_encoder() is lm.model.encoder and lm.get_decoder() is lm.model.decoder
     base = leanformers.AutoModel.from_pretrained(folder)  # an LM checkpoint into the base model
     assert type(base).__name__ == TINY[case][0] + "Model"
     assert not base.loading_info["missing_keys"], base.loading_info

@@ -131,14 +131,17 @@ class Seq2SeqModel(PreTrainedModel):
     def output_vocab_size(self, config) -> int:
         """Marian may give the decoder its own output vocabulary (share_encoder_decoder_embeddings=False); its input
         embeddings keep vocab_size rows, as transformers copies them from the shared table."""
-        size = config.vocab_size if self.shares_embeddings(config) else config.get("decoder_vocab_size", config.vocab_size)
+        size = config.vocab_size
+        if not self.shares_embeddings(config):
+            size = config.get("decoder_vocab_size", size)
         if size != config.vocab_size and config.get("tie_word_embeddings", self.spec.tied_embeddings):
             raise ValueError(f"config.decoder_vocab_size={size} differs from vocab_size={config.vocab_size}, but the "
                              "output projection is tied to the decoder's input embeddings (tie_word_embeddings=True)")
         return size
 
     def build_base(self, config) -> nn.Module:
-        return EncoderDecoder(self.side(config, "encoder"), self.side(config, "decoder"), self.shares_embeddings(config))
+        shared = self.shares_embeddings(config)
+        return EncoderDecoder(self.side(config, "encoder"), self.side(config, "decoder"), shared)
 
     def build_head(self, config) -> nn.Module | None:
         if self.task == "seq2seq_lm":

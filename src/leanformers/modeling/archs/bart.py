@@ -6,13 +6,13 @@ from ..seq2seq import Seq2SeqModel
 from ..spec import ClassifierSpec, Spec
 
 
-def layer_renames(side: str, attention: str = "self_attn", cross: str = "encoder_attn") -> dict[str, str]:
+def layer_renames(side: str) -> dict[str, str]:
     """fairseq-style layer names (BART, mBART, Marian, Pegasus, M2M100) of the encoder or decoder -> ours."""
-    ours = {"self_attn_layer_norm": "attention_norm", "fc1": "mlp.up", "fc2": "mlp.down", "final_layer_norm": "mlp_norm"}
-    for theirs, mine in ((attention, "attention"), (cross, "cross_attention")):
+    ours = {"self_attn_layer_norm": "attention_norm", "encoder_attn_layer_norm": "cross_attention_norm",
+            "fc1": "mlp.up", "fc2": "mlp.down", "final_layer_norm": "mlp_norm"}
+    for theirs, mine in (("self_attn", "attention"), ("encoder_attn", "cross_attention")):
         ours.update({f"{theirs}.{p}_proj": f"{mine}.{p}" for p in "qkv"})
         ours[f"{theirs}.out_proj"] = f"{mine}.o"
-    ours[f"{cross}_layer_norm"] = "cross_attention_norm"
     return {f"{side}.layers.{{}}.{k}": f"{side}.layers.{{}}.{v}" for k, v in ours.items()}
 
 
