@@ -25,8 +25,7 @@ from .cache import KVCache
 from .heads import LMHead
 from .layers import MLP, Embeddings, norm
 from .outputs import ModelOutput
-from .seq2seq import Seq2SeqModel, side_config
-from .transformer import Transformer
+from .seq2seq import EncoderDecoder, Seq2SeqModel, side_config
 
 
 def relative_buckets(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -214,33 +213,14 @@ class NgramDecoder(nn.Module):
         )
 
 
-class ProphetNetStack(nn.Module):
+class ProphetNetStack(EncoderDecoder):
     """The base model: the shared post-norm encoder and the n-gram decoder, one word-embedding table for both."""
 
-    def __init__(self, encoder_side, decoder_side):
-        super().__init__()
-        self.encoder = Transformer(*encoder_side)
-        embeddings = Embeddings(*decoder_side)
-        embeddings.word = self.encoder.embeddings.word
-        self.decoder = NgramDecoder(*decoder_side, embeddings)
+    def build_decoder(self, decoder_side, embeddings) -> nn.Module:
+        return NgramDecoder(*decoder_side, embeddings)
 
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
-                use_cache=False, output_attentions=False, output_hidden_states=False):
-        if output_attentions:
-            raise NotImplementedError("output_attentions is not supported for ProphetNet (transformers returns its "
-                                      "cross- and encoder attention scores before the softmax)")
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                           inputs_embeds=inputs_embeds, use_cache=False,
-                                           output_hidden_states=output_hidden_states)
-        elif not isinstance(encoder_outputs, ModelOutput):  # a tuple (last_hidden_state, ...), as transformers takes
-            encoder_outputs = ModelOutput(last_hidden_state=encoder_outputs[0])
-        decoder = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
-                               inputs_embeds=decoder_inputs_embeds, past_key_values=past_key_values,
-                               encoder_hidden_states=encoder_outputs.last_hidden_state,
-                               encoder_attention_mask=attention_mask, use_cache=use_cache,
-                               output_hidden_states=output_hidden_states)
+    @staticmethod
+    def outputs(decoder, encoder_outputs) -> ModelOutput:
         return ModelOutput(
             last_hidden_state=decoder.last_hidden_state,
             last_hidden_state_ngram=decoder.last_hidden_state_ngram,
@@ -278,7 +258,7 @@ class ProphetNetFamily(Seq2SeqModel):
             layer_norm_eps=1e-5, max_position_embeddings=config.max_position_embeddings - offset)
 
     def build_base(self, config) -> nn.Module:
-        return ProphetNetStack(self.side(config, "encoder"), self.side(config, "decoder"))
+        return ProphetNetStack(self.side(config, "encoder"), self.side(config, "decoder"), shared=True)
 
     def build_head(self, config) -> nn.Module | None:
         if self.task == "seq2seq_lm":
