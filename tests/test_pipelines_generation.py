@@ -99,3 +99,139 @@ def test_text_generation_defaults_and_errors(gpt2):
     encoder = leanformers.AutoModel.from_pretrained(folder)
     with pytest.raises(ValueError, match="ForCausalLM"):
         leanformers.pipeline("text-generation", model=encoder, tokenizer=folder)
+
+
+# ---------------------------------------------------------------- encoder-decoders: text2text, summarization, translation
+SPM = MODELS / "spm"
+SOURCES = ["I was a naughty boy.", "Hello, unaffable world!", "The weather is nice and I went out for a long walk.",
+           "Yes."]
+needs_spm = pytest.mark.skipif(not (SPM / "botchan_en_unigram_1000.model").exists(), reason="run fetch_models.sh")
+
+
+def _spm_vocab(folder, spm_files: dict, head: list, tail: list) -> dict:
+    import sentencepiece
+
+    pieces = list(head)
+    for source, target in spm_files.items():
+        shutil.copy(SPM / source, folder / target)
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / target))
+        pieces += [p for p in map(processor.id_to_piece, range(3, processor.get_piece_size())) if p not in pieces]
+    vocab = {p: i for i, p in enumerate(pieces + tail)}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    return vocab
+
+
+def _save(folder, model, tokenizer_config):
+    model.eval().save_pretrained(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def seq2seq(tmp_path_factory):
+    """Tiny random Marian (source/target SentencePiece + vocab.json), T5 (spiece.model, task_specific_params) and
+    M2M100 (language codes) checkpoints."""
+    root = tmp_path_factory.mktemp("seq2seq")
+    marian = root / "marian"
+    marian.mkdir()
+    vocab = _spm_vocab(marian, {"botchan_en_unigram_1000.model": "source.spm", "botchan_en_bpe_1000.model":
+                                "target.spm"}, ["</s>", "<unk>"], [">>fr<<", ">>de<<", "<pad>"])
+    torch.manual_seed(0)
+    small = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                 encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64, init_std=0.3)
+    model = transformers.MarianMTModel(transformers.MarianConfig(
+        vocab_size=len(vocab), pad_token_id=vocab["<pad>"], eos_token_id=0, decoder_start_token_id=vocab["<pad>"],
+        forced_eos_token_id=0, **small))
+    folders = {"marian": _save(marian, model, {"tokenizer_class": "MarianTokenizer", "model_max_length": 64})}
+
+    t5 = root / "t5"
+    t5.mkdir()
+    shutil.copy(SPM / "botchan_en_unigram_1000.model", t5 / "spiece.model")
+    (t5 / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(t5))
+    torch.manual_seed(1)
+    params = {"summarization": {"prefix": "summarize: ", "max_length": 12, "min_length": 3, "num_beams": 2},
+              "translation_en_to_de": {"prefix": "translate English to German: ", "max_length": 10}}
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, initializer_factor=3.0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
+        task_specific_params=params))
+    folders["t5"] = _save(t5, model, {"tokenizer_class": "T5Tokenizer", "model_max_length": 64})
+
+    m2m = root / "m2m"
+    m2m.mkdir()
+    _spm_vocab(m2m, {"botchan_en_bpe_1000.model": "sentencepiece.bpe.model"}, ["<s>", "<pad>", "</s>", "<unk>"], [])
+    (m2m / "config.json").write_text(json.dumps({"model_type": "m2m_100"}))
+    (m2m / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "M2M100Tokenizer"}))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(m2m))
+    torch.manual_seed(2)
+    model = transformers.M2M100ForConditionalGeneration(transformers.M2M100Config(
+        vocab_size=len(tokenizer) + 110, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, bos_token_id=0,
+        **{k: v for k, v in small.items() if k != "max_position_embeddings"}, max_position_embeddings=64))
+    folders["m2m"] = _save(m2m, model, {"tokenizer_class": "M2M100Tokenizer"})
+    return folders
+
+
+def _same_seq2seq(task, folder, inputs, batch_size=3, **call):
+    theirs = transformers.pipeline(task, model=folder)
+    ours = leanformers.pipeline(task, model=folder)
+    batched = leanformers.pipeline(task, model=folder, batch_size=batch_size)
+    expected = theirs(inputs, **call)
+    assert ours(inputs, **call) == expected
+    assert batched(inputs, **call) == expected
+    return expected
+
+
+@needs_spm
+@pytest.mark.parametrize("call", [{"max_new_tokens": 6}, {"max_new_tokens": 5, "num_beams": 1},
+                                  {"max_new_tokens": 7, "num_beams": 3, "num_return_sequences": 2,
+                                   "no_repeat_ngram_size": 2, "length_penalty": 0.5},
+                                  {"max_new_tokens": 4, "clean_up_tokenization_spaces": True}])
+def test_translation_marian(seq2seq, call):
+    expected = _same_seq2seq("translation", seq2seq["marian"], SOURCES, **call)
+    assert isinstance(expected[0], (dict, list))
+    assert _same_seq2seq("translation", seq2seq["marian"], SOURCES[0], **call)
+
+
+@needs_spm
+def test_text2text_and_return_tensors(seq2seq):
+    theirs = transformers.pipeline("text2text-generation", model=seq2seq["marian"])
+    ours = leanformers.pipeline("text2text-generation", model=seq2seq["marian"], batch_size=2)
+    expected = theirs(SOURCES, max_new_tokens=5, return_tensors=True)
+    got = ours(SOURCES, max_new_tokens=5, return_tensors=True)
+    assert [r["generated_token_ids"].tolist() for r in got] == [r["generated_token_ids"].tolist() for r in expected]
+    assert ours(SOURCES, max_new_tokens=5) == theirs(SOURCES, max_new_tokens=5)
+
+
+@needs_spm
+def test_t5_task_prefixes_and_settings(seq2seq):
+    """summarization and translation_en_to_de take T5's task_specific_params (prefix, max_length, num_beams)."""
+    summaries = _same_seq2seq("summarization", seq2seq["t5"], SOURCES)
+    assert set(summaries[0]) == {"summary_text"}
+    translations = _same_seq2seq("translation_en_to_de", seq2seq["t5"], SOURCES)
+    assert set(translations[0]) == {"translation_text"}
+    ours = leanformers.pipeline("translation_en_to_de", model=seq2seq["t5"])
+    assert ours.prefix == "translate English to German: " and ours.generation_config.max_length == 10
+
+
+@needs_spm
+def test_translation_language_codes(seq2seq):
+    """M2M100: src_lang / tgt_lang set the source code and force the target code as the first token."""
+    _same_seq2seq("translation", seq2seq["m2m"], SOURCES, src_lang="en", tgt_lang="fr", max_new_tokens=5)
+    ours = leanformers.pipeline("translation", model=seq2seq["m2m"])
+    with pytest.raises(ValueError, match="src_lang"):
+        ours(SOURCES[0])
+    with pytest.raises(ValueError, match="unknown tgt_lang 'xx'"):
+        ours(SOURCES[0], src_lang="en", tgt_lang="xx")
+    with pytest.raises(ValueError, match="unknown language code 'yy'"):
+        ours(SOURCES[0], src_lang="yy", tgt_lang="fr")
+
+
+@needs_spm
+def test_seq2seq_errors(seq2seq, gpt2):
+    ours = leanformers.pipeline("summarization", model=seq2seq["marian"])
+    with pytest.raises(ValueError, match="at most 64"):
+        ours("word " * 100)
+    assert ours("word " * 100, truncation=True, max_new_tokens=3)
+    with pytest.raises(ValueError, match="not an encoder-decoder model"):
+        leanformers.pipeline("summarization", model=gpt2[0])

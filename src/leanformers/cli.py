@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 def run(args) -> int:
     from .pipelines import pipeline, resolve_task
 
-    task, _ = resolve_task(args.task)
+    task = resolve_task(args.task)
     options = call_options(args)
     pipe = pipeline(args.task, model=args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype,
                     batch_size=args.batch_size)

@@ -26,6 +26,10 @@ TASKS = {
     "summarization": ("text2text", "SummarizationPipeline", "seq2seq_lm", "sshleifer/distilbart-cnn-12-6"),
     "translation": ("text2text", "TranslationPipeline", "seq2seq_lm", "google-t5/t5-base"),
 }
+AUTO_CLASSES = {"base": "AutoModel", "sequence_classification": "AutoModelForSequenceClassification",
+                "token_classification": "AutoModelForTokenClassification", "masked_lm": "AutoModelForMaskedLM",
+                "question_answering": "AutoModelForQuestionAnswering", "causal_lm": "AutoModelForCausalLM",
+                "seq2seq_lm": "AutoModelForSeq2SeqLM"}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 _TRANSLATION = re.compile(r"translation_(\w+)_to_(\w+)$")
 # architecture-name suffix -> task, for pipeline(model=...) without a task
@@ -39,16 +43,15 @@ def supported_tasks() -> list[str]:
     return sorted([*TASKS, *ALIASES, "translation_XX_to_YY"])
 
 
-def resolve_task(task: str) -> tuple[str, dict]:
-    """A task name or alias -> (canonical task, options it implies, e.g. translation_en_to_fr's languages)."""
+def resolve_task(task: str) -> str:
+    """A task name or alias -> the canonical task (translation_xx_to_yy -> translation)."""
     if not isinstance(task, str):
         raise TypeError(f"task must be a str, not {type(task).__name__}")
     task = ALIASES.get(task, task)
     if task in TASKS:
-        return task, {}
-    match = _TRANSLATION.match(task)
-    if match:
-        return "translation", {"src_lang": match.group(1), "tgt_lang": match.group(2)}
+        return task
+    if _TRANSLATION.match(task):
+        return "translation"
     raise KeyError(f"Unknown task {task!r}; available tasks: {', '.join(supported_tasks())}")
 
 
@@ -61,8 +64,8 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
     if framework not in (None, "pt"):
         raise ValueError(f"leanformers runs PyTorch models only (framework={framework!r})")
     where = {"revision": revision, "token": token}
-    task = task if task is not None else infer_task(model, where)
-    task, implied = resolve_task(task)
+    name = ALIASES.get(task, task) if task is not None else infer_task(model, where)
+    task = resolve_task(name)
     module_name, class_name, head, default_model = TASKS[task]
     if model is None:
         model = default_model
@@ -74,16 +77,29 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
                            dict(model_kwargs or {}), default=model == default_model)
     if tokenizer is None or isinstance(tokenizer, str):
         tokenizer = load_tokenizer(tokenizer, model, where)
+    if name == "translation":
+        name = _translation_task(model)
     cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
-    return cls(model=model, tokenizer=tokenizer, task=task, device=device, dtype=None if loaded_here else dtype,
-               batch_size=batch_size, **implied, **kwargs)
+    return cls(model=model, tokenizer=tokenizer, task=name, device=device, dtype=None if loaded_here else dtype,
+               batch_size=batch_size, **kwargs)
+
+
+def _translation_task(model) -> str:
+    """A bare "translation" takes the checkpoint's first translation_xx_to_yy task, as transformers does."""
+    import warnings
+
+    for key in model.config.get("task_specific_params") or {}:
+        if key.startswith("translation"):
+            warnings.warn(f'"translation" task was used, instead of "translation_XX_to_YY", defaulting to "{key}"',
+                          UserWarning)
+            return key
+    return "translation"
 
 
 def load_model(name: str, head: str, task: str, dtype, where: dict, model_kwargs: dict, default: bool):
     from ..modeling import auto
-    from ..modeling.heads import TASKS as HEADS
 
-    auto_class = getattr(auto, f"AutoModel{HEADS[head] if head != 'base' else ''}")
+    auto_class = getattr(auto, AUTO_CLASSES[head])
     try:
         return auto_class.from_pretrained(name, dtype=dtype, **where, **model_kwargs)
     except (FileNotFoundError, OSError) as err:

@@ -151,9 +151,9 @@ class Pipeline:
         limits = [int(self.tokenizer.model_max_length)] if self.tokenizer.model_max_length < LARGE_INTEGER else []
         positions = self.config.get("max_position_embeddings")
         spec = getattr(self.model, "spec", None)
-        if positions is not None and spec is not None and spec.position == "learned":
-            offset = (self.config.get("pad_token_id", 0) + 1) if spec.positions_from_padding else spec.position_offset
-            limits.append(positions - offset)
+        if positions is not None and spec is not None and spec.position in ("learned", "sinusoidal"):
+            # RoBERTa-style positions start after the padding index
+            limits.append(positions - (self.config.get("pad_token_id", 0) + 1 if spec.positions_from_padding else 0))
         return min(limits) if limits else None
 
     def check_lengths(self, windows: list[Window], hint: str) -> None:

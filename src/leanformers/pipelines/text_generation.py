@@ -51,27 +51,35 @@ class GeneratingPipeline(Pipeline):
         if self.tokenizer.pad_token_id is not None and self.generation_config.pad_token_id is None:
             self.generation_config.pad_token_id = self.tokenizer.pad_token_id
 
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(self.config.get("is_encoder_decoder", False))
+
     def generate(self, input_ids: list[list[int]], generate_kwargs: dict):
-        """Left-padded prompts (B, T) -> generated ids (B * num_return_sequences, T'), and the padding per row."""
+        """Padded prompts (B, T) -> generated ids (B * num_return_sequences, T'), and the padding before each prompt.
+
+        Decoder-only prompts are padded on the left (generation continues from their last token), encoder inputs on
+        the right."""
         import torch
 
         length = max(len(ids) for ids in input_ids)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else \
-            self.generation_config.pad_token_id if self.generation_config.pad_token_id is not None else 0
-        pad_id = pad_id[0] if isinstance(pad_id, list) else pad_id
+        pad_id = _first(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else
+                        self.generation_config.pad_token_id if self.generation_config.pad_token_id is not None else 0)
         ids = torch.full((len(input_ids), length), pad_id, dtype=torch.long)
         mask = torch.zeros((len(input_ids), length), dtype=torch.long)
+        left = not self.is_encoder_decoder
         for row, prompt in enumerate(input_ids):
             if prompt:
-                ids[row, length - len(prompt):] = torch.as_tensor(prompt)
-                mask[row, length - len(prompt):] = 1
+                span = slice(length - len(prompt), length) if left else slice(0, len(prompt))
+                ids[row, span] = torch.as_tensor(prompt)
+                mask[row, span] = 1
         kwargs = {"generation_config": self.generation_config, **generate_kwargs}
         if length == 0:  # empty prompts: generation starts from the bos token
             output = self.model.generate(input_ids=None, **kwargs)
         else:
             output = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         sequences = output.sequences if hasattr(output, "sequences") else output
-        return sequences.cpu(), [length - len(prompt) for prompt in input_ids]
+        return sequences.cpu(), [length - len(prompt) if left else 0 for prompt in input_ids]
 
     def generate_groups(self, prompts: list[list[int]], generate_kwargs: dict) -> list[list[list[int]]]:
         """Each prompt's generated rows, generating batch_size prompts of similar length at once.
@@ -85,15 +93,17 @@ class GeneratingPipeline(Pipeline):
             per_prompt = sequences.shape[0] // len(group)
             for position, index in enumerate(group):
                 rows = sequences[position * per_prompt:(position + 1) * per_prompt]
-                results[index] = self.as_alone([row[padding[position]:].tolist() for row in rows],
-                                               len(prompts[index]), generate_kwargs)
+                start = 1 if self.is_encoder_decoder else len(prompts[index])  # after the decoder start / the prompt
+                results[index] = self.as_alone([row[padding[position]:].tolist() for row in rows], start,
+                                               generate_kwargs)
         return results
 
     def groups(self, order, prompts, generate_kwargs):
-        """batch_size prompts at a time; with absolute lengths (max_length, min_length) only prompts of equal length
-        share a batch, since left padding would count towards those lengths."""
-        absolute = generate_kwargs.get("max_new_tokens", self.generation_config.max_new_tokens) is None or \
-            generate_kwargs.get("min_length", self.generation_config.min_length)
+        """batch_size prompts at a time; a decoder's absolute lengths (max_length, min_length) count left padding,
+        so with those only prompts of equal length share a batch."""
+        absolute = not self.is_encoder_decoder and (
+            generate_kwargs.get("max_new_tokens", self.generation_config.max_new_tokens) is None
+            or generate_kwargs.get("min_length", self.generation_config.min_length))
         group = []
         for index in order:
             if group and (len(group) == self.batch_size or (absolute and len(prompts[index]) != len(prompts[group[0]]))):
@@ -114,7 +124,7 @@ class GeneratingPipeline(Pipeline):
             ends = [i for i in range(prompt_length, len(row)) if row[i] in eos_ids]
             cut.append(row[:ends[0] + 1] if ends else row)
         pad = generate_kwargs.get("pad_token_id", self.generation_config.pad_token_id)
-        pad = pad if pad is not None else eos[0] if isinstance(eos, (list, tuple)) else eos  # generate's fallback
+        pad = pad if pad is not None else _first(eos)  # generate's fallback
         longest = max(len(row) for row in cut)
         return [row + [pad] * (longest - len(row)) for row in cut]
 
@@ -264,3 +274,7 @@ def _return_type(return_type, return_full_text, return_tensors, return_text) -> 
     if return_type not in RETURN_TYPES:
         raise ValueError(f"return_type must be one of {', '.join(RETURN_TYPES)}, not {return_type!r}")
     return return_type
+
+
+def _first(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
