@@ -357,3 +357,15 @@ def test_half_precision_runs_close_to_float32(case, checkpoint):
     full, half = _forward(ours32, "lm", *inputs).logits, _forward(ours16, "lm", *inputs).logits
     assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
     assert max_diff(full, half) <= 0.1 * float(full.abs().max())
+
+
+@pytest.mark.parametrize("case", ["marian", "pegasus", "t5"])
+def test_full_state_dict_as_old_hub_files_carry_it(case, checkpoint, tmp_path):
+    """Older hub .bin files hold every name: shared and per-side embeddings, lm_head, the stored sinusoid tables."""
+    theirs, folder = checkpoint(case)
+    theirs.config.save_pretrained(tmp_path)
+    torch.save(theirs.state_dict(), tmp_path / "pytorch_model.bin")
+    ours = _load(case, "lm", str(tmp_path))
+    assert not ours.loading_info["missing_keys"] and not ours.loading_info["unexpected_keys"], ours.loading_info
+    inputs = _inputs(theirs.config)
+    assert_close(_forward(theirs, "lm", *inputs), _forward(ours, "lm", *inputs), keys=["logits"])
