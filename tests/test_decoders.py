@@ -227,3 +227,19 @@ def test_errors_are_clear(checkpoints):
     config["rope_scaling"] = {"rope_type": "longrope", "factor": 2.0}
     with pytest.raises(NotImplementedError, match="longrope"):
         leanformers.AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize("case", ["gpt2", "llama"])
+def test_hidden_states_and_inputs_embeds(case, checkpoints):
+    theirs, folder = checkpoints(case)
+    ours = _ours(case, folder)
+    ids, mask = random_inputs(VOCAB, special=(2,))
+    expected = _run(theirs, ids, mask, output_hidden_states=True).hidden_states
+    got = _run(ours, ids, mask, output_hidden_states=True).hidden_states
+    assert len(got) == len(expected) == theirs.config.num_hidden_layers + 1
+    real = mask.bool()
+    for a, b in zip(expected, got):
+        assert max_diff(a[real], b[real]) <= 1e-4
+    embeds = ours.get_input_embeddings()(ids)
+    assert max_diff(_run(ours, None, mask, inputs_embeds=embeds).logits[real],
+                    _run(theirs, None, mask, inputs_embeds=embeds).logits[real]) <= 1e-4
