@@ -298,6 +298,13 @@ def test_missing_decoder_inputs_and_unknown_arguments(checkpoint):
         ours(input_ids=ids, decoder_input_ids=ids, token_type_ids=ids)
 
 
+def test_config_without_sizes(checkpoint):
+    config = checkpoint("bart")[0].config.to_dict()
+    del config["decoder_ffn_dim"]
+    with pytest.raises(ValueError, match="bart config gives no intermediate_size for the decoder"):
+        leanformers.AutoModelForSeq2SeqLM.from_config(config)
+
+
 def test_classification_needs_the_same_number_of_eos(checkpoint):
     ours = _load("bart", "seq", checkpoint("bart", "seq")[1])
     ids = torch.tensor([[5, 6, 2, 7, 2], [5, 6, 7, 8, 2]])

@@ -49,9 +49,13 @@ def shift_right_wrapping_last(ids: torch.Tensor, pad_token_id) -> torch.Tensor:
     return shifted
 
 
-def side_config(config: Config, **canonical) -> Config:
+def side_config(config: Config, side: str, **canonical) -> Config:
     """The config one half of the stack reads: the whole config, with the sizes under the names the shared blocks
     know (hidden_size, num_hidden_layers, ...). No model_type, so no per-family alias redirects them."""
+    missing = [name for name, value in canonical.items() if value is None]
+    if missing:
+        raise ValueError(f"the {config.get('model_type')} config gives no {', '.join(missing)} for the {side} "
+                         "(config.json lacks the key, e.g. encoder_layers / decoder_ffn_dim / num_layers)")
     return Config(**{**config.to_dict(), "model_type": None, **canonical})
 
 
@@ -119,7 +123,7 @@ class Seq2SeqModel(PreTrainedModel):
         """(spec, config) of the encoder or the decoder: BART-style configs name each half's sizes."""
         spec = dataclasses.replace(self.spec, embedding_scale=bool(config.get("scale_embedding", False)))
         return spec, side_config(
-            config, hidden_size=config.d_model, num_hidden_layers=config.get(f"{side}_layers"),
+            config, side, hidden_size=config.get("d_model"), num_hidden_layers=config.get(f"{side}_layers"),
             num_attention_heads=config.get(f"{side}_attention_heads"),
             intermediate_size=config.get(f"{side}_ffn_dim"), hidden_act=config.get("activation_function", "gelu"),
             layer_norm_eps=1e-5)

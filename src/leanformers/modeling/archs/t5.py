@@ -20,10 +20,12 @@ def feed_forward(config) -> tuple[str, bool]:
 class T5Family(Seq2SeqModel):
     def side(self, config, side):
         act, gated = feed_forward(config)
-        layers = config.num_layers if side == "encoder" else config.get("num_decoder_layers", config.num_layers)
+        layers = config.get("num_layers")
+        layers = layers if side == "encoder" else config.get("num_decoder_layers", layers)
         return dataclasses.replace(self.spec, gated_mlp=gated), side_config(
-            config, hidden_size=config.d_model, num_hidden_layers=layers, num_attention_heads=config.num_heads,
-            head_dim=config.get("d_kv", 64), intermediate_size=config.d_ff, hidden_act=act,
+            config, side, hidden_size=config.get("d_model"), num_hidden_layers=layers,
+            num_attention_heads=config.get("num_heads"), head_dim=config.get("d_kv"),
+            intermediate_size=config.get("d_ff"), hidden_act=act,
             layer_norm_eps=config.get("layer_norm_epsilon", 1e-6))
 
     def output_scale(self) -> float:
