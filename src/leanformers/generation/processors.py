@@ -305,7 +305,8 @@ def build_processors(gc, prompt_length: int, eos_token_id: torch.Tensor | None,
         p.append(BadWords(gc.bad_words_ids, eos_token_id))
     if eos_token_id is not None and gc.min_length:
         p.append(MinLength(gc.min_length, eos_token_id))
-    if eos_token_id is not None and gc.min_new_tokens:
+    if eos_token_id is not None and gc.min_new_tokens and gc.min_length != prompt_length + gc.min_new_tokens:
+        # (generate sets min_length to exactly this, making a second, identical eos ban redundant)
         p.append(MinLength(gc.min_new_tokens, eos_token_id, prompt_length))
     if gc.forced_bos_token_id is not None:
         p.append(ForcedToken(gc.forced_bos_token_id, 1))
