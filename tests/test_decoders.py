@@ -53,8 +53,10 @@ TINY = {
 }
 # the oracle's eager attention honours GPT-2's scale_attn_by_inverse_layer_idx; its SDPA path silently drops it
 EAGER = {"gpt2-scaled"}
-HEADS = {"lm": None, "base": "Model", "seq": "ForSequenceClassification", "tok": "ForTokenClassification"}
-HAS = {"openai-gpt": ("lm", "base", "seq"), "ctrl": ("lm", "base", "seq")}
+HEADS = {"lm": None, "base": "Model", "seq": "ForSequenceClassification", "tok": "ForTokenClassification",
+         "qa": "ForQuestionAnswering"}
+HAS = {"gpt2": tuple(HEADS), "openai-gpt": ("lm", "base", "seq"), "ctrl": ("lm", "base", "seq"),
+       **{case: ("lm", "base", "seq", "tok") for case in ("llama", "mistral", "qwen2")}}
 # variants that differ only inside attention / rotary run the LM head; the architectures run every head they have
 VARIANTS = {"gpt2-scaled", "llama-tied-headdim", "llama-linear", "llama-dynamic", "llama3", "llama-yarn",
             "qwen2-window"}
@@ -105,10 +107,10 @@ def test_head_checkpoint_parity(case, head, safe, checkpoints):
     ids, mask = random_inputs(VOCAB, batch=3, length=11, special=(2,))
     ids = ids.masked_fill(mask == 0, 0)  # pad id 0 where padded: classifiers read the last non-pad token
     expected, got = _run(theirs, ids, mask), _run(ours, ids, mask)
-    key = "last_hidden_state" if head == "base" else "logits"
+    keys = {"base": ["last_hidden_state"], "qa": ["start_logits", "end_logits"]}.get(head, ["logits"])
     if head != "seq":  # per token: the real tokens (a padded query that sees no key in its window is arbitrary)
-        expected, got = {key: expected[key][mask.bool()]}, {key: got[key][mask.bool()]}
-    assert_close(expected, got, keys=[key], what=f"{case} {head}")
+        expected, got = ({key: output[key][mask.bool()] for key in keys} for output in (expected, got))
+    assert_close(expected, got, keys=keys, what=f"{case} {head}")
     if head == "lm":
         labels = ids.masked_fill(mask == 0, -100)
         assert_close(_run(theirs, ids, mask, labels=labels), _run(ours, ids, mask, labels=labels), keys=["loss"])
