@@ -252,7 +252,7 @@ class ProphetNetFamily(Seq2SeqModel):
         offset = config.pad_token_id + 1
         spec = dataclasses.replace(self.spec, position_offset=offset)
         return spec, side_config(
-            config, num_hidden_layers=config.get(f"num_{side}_layers"),
+            config, side, num_hidden_layers=config.get(f"num_{side}_layers"),
             num_attention_heads=config.get(f"num_{side}_attention_heads"),
             intermediate_size=config.get(f"{side}_ffn_dim"), hidden_act=config.get("activation_function", "gelu"),
             layer_norm_eps=1e-5, max_position_embeddings=config.max_position_embeddings - offset)
