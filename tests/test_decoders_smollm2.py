@@ -24,7 +24,10 @@ def smollm2():
     """(our model, our tokenizer, the oracle's Llama holding the same dequantized weights)."""
     ours = leanformers.AutoModelForCausalLM.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name)
     checkpoint = load_gguf(SMOLLM2)
-    tokenizer = Tokenizer(checkpoint.tokenizer_object, **checkpoint.tokenizer_config)
+    tokenizer = leanformers.AutoTokenizer.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name)
+    direct = Tokenizer(checkpoint.tokenizer_object, **checkpoint.tokenizer_config)
+    assert tokenizer.chat_template == direct.chat_template and tokenizer("Paris, France")["input_ids"] == \
+        direct("Paris, France")["input_ids"]
     theirs = transformers.LlamaForCausalLM(transformers.LlamaConfig(**checkpoint.config)).eval()
     missing, unexpected = theirs.load_state_dict(checkpoint.state_dict, strict=False)
     assert set(missing) <= {"lm_head.weight"} and not unexpected  # the head is tied to the embeddings

@@ -40,6 +40,12 @@ class AutoTokenizer:
         kwargs.pop("trust_remote_code", None)
         where = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
                      subfolder=kwargs.pop("subfolder", ""))
+        gguf_file = kwargs.pop("gguf_file", None)
+        if gguf_file is not None:  # vocabulary, merges, special tokens and chat template from the GGUF metadata
+            from ..gguf import load_gguf
+
+            checkpoint = load_gguf(name_or_path, gguf_file, with_tensors=False, **where)
+            return Tokenizer(checkpoint.tokenizer_object, **{**checkpoint.tokenizer_config, **kwargs})
 
         def find(filename):
             return hub.resolve(name_or_path, filename, required=False, **where)
