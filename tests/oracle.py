@@ -63,6 +63,25 @@ def assert_padded_equals_alone(model, ids, mask, key="logits", atol=ATOL, **extr
             assert diff <= atol, f"row {i}: padded batch differs from running alone by {diff:.3g}"
 
 
+# generate() settings that seq2seq parity tests run (beam: transformers' defaults for summarization-like use)
+SEQ2SEQ_GENERATION = {
+    "greedy": dict(max_new_tokens=12),
+    "beam": dict(num_beams=4, max_new_tokens=12, length_penalty=0.7, no_repeat_ngram_size=3, early_stopping=True,
+                 num_return_sequences=2),
+    "beam-never-early": dict(num_beams=4, max_new_tokens=10, length_penalty=1.5, early_stopping="never",
+                             min_new_tokens=3),
+}
+
+
+def assert_generate_equal(theirs, ours, ids, mask, what="", **settings):
+    """ours.generate() returns the ids of the oracle's .generate() on the same inputs and settings; returns them."""
+    with torch.no_grad():
+        expected = theirs.generate(input_ids=ids, attention_mask=mask, **settings)
+    got = ours.generate(input_ids=ids, attention_mask=mask, **settings)
+    assert got.shape == expected.shape and torch.equal(got, expected), f"{what} {settings}:\n{expected}\n{got}"
+    return expected
+
+
 def hf_cache_layout(root, repo_id: str, source_folder, revision_hash: str = "0" * 40) -> str:
     """Place a saved checkpoint under HF_HUB_CACHE as transformers' own cache would (refs/main -> snapshot)."""
     repo_dir = Path(root) / ("models--" + repo_id.replace("/", "--"))
