@@ -190,7 +190,10 @@ class _Stepper:
         self.calls += 1
         if self.use_cache:
             self.cache = out.past_key_values
-        return out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+        logits = out.logits[:, -1, :]
+        if logits.dtype != torch.float32 or out.logits.shape[1] > 1:  # copy: keep no (N, T, V) prefill alive
+            logits = logits.to(copy=True, dtype=torch.float32)
+        return logits
 
     def reorder(self, beam_idx: torch.Tensor):
         if self.cache is None:
