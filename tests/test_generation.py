@@ -171,7 +171,9 @@ def test_encoder_decoder_features(models):
     ids, mask = _prompts("bart")
     for kwargs in (dict(forced_bos_token_id=7, num_beams=3), dict(encoder_no_repeat_ngram_size=2),
                    dict(encoder_repetition_penalty=1.5, decoder_start_token_id=5),
-                   dict(decoder_input_ids=torch.tensor([[9, 10]] * 3)), dict(min_length=8, num_beams=2)):
+                   dict(decoder_input_ids=torch.tensor([[9, 10]] * 3)), dict(min_length=8, num_beams=2),
+                   dict(decoder_input_ids=torch.tensor([[2, 9, 10]] * 3),
+                        decoder_attention_mask=torch.tensor([[1, 1, 1]] * 3), num_beams=2)):
         _assert_same(*_both(model, ids, mask, max_new_tokens=9, **kwargs))
     # the encoder runs once, however many steps and beams
     calls = []

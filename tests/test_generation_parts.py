@@ -185,3 +185,11 @@ def test_text_streamer_prints(gpt2_with_vocab, capsys):
     ids = tokenizer(["A B C"], return_tensors="pt")["input_ids"]
     out = generate(model, ids, max_new_tokens=6, streamer=TextStreamer(tokenizer))
     assert capsys.readouterr().out == tokenizer.decode(out[0]) + "\n"
+
+
+def test_import_does_not_load_torch():
+    import subprocess
+    import sys
+    code = "import sys, leanformers.generation as g; g.GenerationConfig(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
