@@ -225,6 +225,8 @@ def test_model_defaults_fill_a_given_config(models, version, use_model_defaults)
     (dict(max_new_tokens=3, frobnicate=1), "frobnicate"),
     (dict(max_new_tokens=3, stop_strings=["x"]), "tokenizer"),
     (dict(max_new_tokens=3, num_beam_groups=2, num_beams=4), "num_beam_groups"),
+    (dict(max_new_tokens=3, penalty_alpha=0.6, top_k=4), "penalty_alpha"),
+    (dict(max_new_tokens=3, num_beams="4"), "num_beams"),
     (dict(max_new_tokens=3, bad_words_ids=[[99]]), "vocabulary"),
 ])
 def test_bad_arguments_raise_clear_errors(models, kwargs, message):

@@ -45,8 +45,7 @@ _GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_
                        "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask",
                        "use_model_defaults")
 # modes transformers 4.57 moved to Hub repositories (trust_remote_code); not part of leanformers
-_UNSUPPORTED = {"num_beam_groups": (1,), "penalty_alpha": (None, 0, 0.0), "dola_layers": (None,),
-                "constraints": (None,), "force_words_ids": (None,), "prompt_lookup_num_tokens": (None,),
+_UNSUPPORTED = {"constraints": (None,), "force_words_ids": (None,), "prompt_lookup_num_tokens": (None,),
                 "assistant_early_exit": (None,), "guidance_scale": (None, 1, 1.0), "watermarking_config": (None,),
                 "sequence_bias": (None,)}
 
@@ -95,26 +94,40 @@ class GenerationConfig:
     def validate_for_generate(self):
         """Errors that transformers raises only when generation starts (a saved config may hold them)."""
         self.validate()
-        for name, allowed in _UNSUPPORTED.items():
-            if getattr(self, name) not in allowed:
-                raise NotImplementedError(f"`{name}={getattr(self, name)!r}` selects a decoding mode leanformers "
-                                          "does not implement (greedy, sampling and beam search are available).")
         if not isinstance(self.num_beams, int) or self.num_beams < 1:
             raise ValueError(f"`num_beams` must be a positive integer, but is {self.num_beams!r}.")
+        self._check_mode()
         if self.do_sample:
-            if self.temperature is not None and not self.temperature > 0:
-                raise ValueError(f"`temperature` (={self.temperature}) has to be strictly positive when sampling; "
-                                 "for greedy decoding set `do_sample=False`.")
-            if self.top_p is not None and not 0 < self.top_p <= 1:
-                raise ValueError(f"`top_p` has to be in (0, 1] when sampling, but is {self.top_p}.")
-            if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
-                raise ValueError(f"`top_k` has to be a non-negative integer, but is {self.top_k!r}.")
-            if self.min_p is not None and not 0 <= self.min_p <= 1:
-                raise ValueError(f"`min_p` has to be in [0, 1], but is {self.min_p}.")
-            if self.typical_p is not None and not 0 < self.typical_p <= 1:
-                raise ValueError(f"`typical_p` has to be in (0, 1], but is {self.typical_p}.")
+            self._check_sampling()
         if self.repetition_penalty is not None and not self.repetition_penalty > 0:
             raise ValueError(f"`repetition_penalty` has to be strictly positive, but is {self.repetition_penalty}.")
+
+    def _check_mode(self):
+        """Refuse the modes transformers 4.57 itself moved to Hub repositories, and other extras."""
+        unsupported = [name for name, allowed in _UNSUPPORTED.items() if getattr(self, name) not in allowed]
+        if self.num_beams > 1 and self.num_beam_groups > 1:
+            unsupported.append("num_beam_groups")
+        if self.num_beams == 1 and self.dola_layers is not None:
+            unsupported.append("dola_layers")
+        if self.num_beams == 1 and not self.do_sample and (self.penalty_alpha or 0) > 0 and (self.top_k or 0) > 1:
+            unsupported.append("penalty_alpha")
+        if unsupported:
+            name = unsupported[0]
+            raise NotImplementedError(f"`{name}={getattr(self, name)!r}` selects a decoding mode leanformers does "
+                                      "not implement (greedy, sampling and beam search are available).")
+
+    def _check_sampling(self):
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"`temperature` (={self.temperature}) has to be strictly positive when sampling; "
+                             "for greedy decoding set `do_sample=False`.")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"`top_p` has to be in (0, 1] when sampling, but is {self.top_p}.")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"`top_k` has to be a non-negative integer, but is {self.top_k!r}.")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"`min_p` has to be in [0, 1], but is {self.min_p}.")
+        if self.typical_p is not None and not 0 < self.typical_p <= 1:
+            raise ValueError(f"`typical_p` has to be in (0, 1], but is {self.typical_p}.")
 
     # ---- updates
     def update(self, **kwargs) -> dict:
