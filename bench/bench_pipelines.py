@@ -7,7 +7,7 @@ question-answering   DistilBERT-size, long contexts (~600 words: several 384-tok
 zero-shot            BERT-base-size (110M) NLI classifier (contradiction/neutral/entailment), 5 candidate labels
 Each at batch_size 1 and 32 (transformers' batch_size counts model rows, ours counts inputs: for QA and zero-shot
 ours puts all windows/label pairs of 32 inputs in one pass). Identical = same labels/words/answers/offsets and
-every score within 1e-4.
+every score within 1e-4. ratio = hf wall time / ours (best of --repeats); cpu r = the same with process CPU time.
 
 Run: .venv/bin/python bench/bench_pipelines.py [--quick] [--repeats 1] [--tasks text ner qa zero-shot]
 """
@@ -89,17 +89,18 @@ def bench_task(key: str, args) -> list[str]:
         for batch_size in args.batch_sizes:
             pipes = [library.pipeline(TASK_NAMES[key], model=folder, batch_size=batch_size)
                      for library in (transformers, leanformers)]
-            results, seconds = [], []
+            results, seconds, cpu = [], [], []
             for pipe in pipes:
                 pipe(items[:4], **options)  # warm-up
-                elapsed, result = best_time(lambda: pipe(items, **options), args.repeats)
+                wall, cpu_time, result = best_time(lambda: pipe(items, **options), args.repeats)
                 results.append(result)
-                seconds.append(elapsed)
+                seconds.append(wall)
+                cpu.append(cpu_time)
             same, diff = compare(*results)
             identical = "yes" if same and diff <= 1e-4 else f"NO (structure equal: {same})"
             rows.append(f"{TASK_NAMES[key]:24} {batch_size:5} {len(items):4} {unit:9} "
                         f"{len(items) / seconds[0]:8.1f} {len(items) / seconds[1]:8.1f} "
-                        f"{seconds[0] / seconds[1]:6.2f} {diff:9.1e} {identical}")
+                        f"{seconds[0] / seconds[1]:6.2f} {cpu[0] / cpu[1]:6.2f} {diff:9.1e} {identical}")
             print(rows[-1], flush=True)
     return rows
 
@@ -110,15 +111,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--tasks", nargs="+", default=list(CHECKPOINTS), choices=list(CHECKPOINTS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     args = parser.parse_args()
     import transformers
 
     transformers.logging.set_verbosity_error()
     logging.getLogger("leanformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, transformers {transformers.__version__}, "
           f"{load_note()}{' (QUICK sizes)' if args.quick else ''}")
-    print(f"{'task':24} {'batch':>5} {'n':>4} {'unit':9} {'hf /s':>8} {'ours /s':>8} {'ratio':>6} {'max diff':>9} "
+    print(f"{'task':24} {'batch':>5} {'n':>4} {'unit':9} {'hf /s':>8} {'ours /s':>8} {'ratio':>6} {'cpu r':>6} "
+          f"{'max diff':>9} "
           f"identical")
     for key in args.tasks:
         bench_task(key, args)

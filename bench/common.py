@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import random
 import re
-import resource
 import time
 from pathlib import Path
 
@@ -29,18 +28,27 @@ def paragraphs(n: int, words: int, seed: int = 0) -> list[str]:
 
 
 def best_time(fn, repeats: int):
-    """(best wall seconds of `repeats` calls, the last call's result); warm up before, on a smaller input."""
-    best, result = float("inf"), None
+    """(best wall seconds, best CPU seconds of this process (all threads), the last result) over `repeats` calls;
+    warm up before, on a smaller input. CPU time is the steadier figure while other jobs load the machine."""
+    wall, cpu, result = float("inf"), float("inf"), None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.process_time() - c0)
+    return wall, cpu, result
 
 
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark (ru_maxrss, KiB on Linux) in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set now (VmRSS) or its high-water mark (VmHWM), in MiB, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Set the RSS high-water mark to the current RSS (Linux >= 4.0), so VmHWM then measures what follows."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def in_fresh_process(fn, *args):
@@ -79,3 +87,13 @@ def _combine(pairs) -> tuple[bool, float]:
     for pair_same, pair_diff in pairs:
         same, diff = same and pair_same, max(diff, pair_diff)
     return same, diff
+
+
+def measure(fn, warm_up, repeats: int) -> dict:
+    """Run in a fresh process after loading: warm_up(), then best-of-`repeats` fn(). RSS after loading and the peak
+    RSS from the warm-up on (high-water mark reset after loading), in MiB."""
+    loaded = rss_mb()
+    reset_peak_rss()
+    warm_up()
+    seconds, cpu, result = best_time(fn, repeats)
+    return {"seconds": seconds, "cpu": cpu, "result": result, "rss_loaded": loaded, "rss_peak": rss_mb("VmHWM")}
