@@ -8,12 +8,13 @@ import torch
 import transformers
 
 import leanformers
-from oracle import (SEQ2SEQ_GENERATION, assert_close, assert_generate_equal, max_diff, random_inputs,
+from oracle import (MODELS, SEQ2SEQ_GENERATION, assert_close, assert_generate_equal, max_diff, random_inputs,
                     save_tiny)
 
 transformers.logging.set_verbosity_error()
 
 VOCAB = 99
+SENTENCES = ["A man is eating food.", "Someone is having a meal.", "The stock market crashed today."]
 # init larger than transformers' 0.02 so that a wrong op shows in the logits, not only in the 7th digit
 _BERT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
              max_position_embeddings=64, initializer_range=0.1)
@@ -154,38 +155,54 @@ _HALVES = {"bert2gpt2": (transformers.BertModel, transformers.GPT2LMHeadModel),
            "roberta2roberta": (transformers.RobertaModel, transformers.RobertaForCausalLM)}
 
 
-@pytest.mark.parametrize("case", sorted(PAIRS))
-def test_pair_from_two_checkpoints(case, tmp_path, caplog):
-    """from_encoder_decoder_pretrained: both halves' weights as the oracle's; the new cross-attention (and the
-    projection) drawn at random with a warning. With the oracle's random draws copied in, the logits are its."""
-    encoder_class, decoder_class = _HALVES[case]
-    config = _pair_config(case)
-    torch.manual_seed(0)
-    encoder_class(config.encoder).save_pretrained(tmp_path / "encoder")
-    decoder_class(transformers.AutoConfig.for_model(**{**config.decoder.to_dict(), "is_decoder": False,
-                                                       "add_cross_attention": False})).save_pretrained(tmp_path / "decoder")
-    special = PAIRS[case][2]  # set afterwards, as the oracle sends decoder_* keyword arguments to the decoder
-    theirs = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
-        str(tmp_path / "encoder"), str(tmp_path / "decoder")).eval()
+def _pair_from(encoder_folder, decoder_folder, special, tmp_path, caplog):
+    """(oracle, ours) built by from_encoder_decoder_pretrained; ours checked to hold both halves' weights as the
+    oracle's, then given the oracle's random draws for what is new (cross-attention, projection)."""
+    theirs = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_folder, decoder_folder).eval()
     with caplog.at_level(logging.WARNING, logger="leanformers"):
-        ours = leanformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
-            str(tmp_path / "encoder"), str(tmp_path / "decoder"))
-    for model in (theirs, ours):
-        for key, value in special.items():
-            setattr(model.config, key, value)
+        ours = leanformers.EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_folder, decoder_folder)
     assert "cross_attention" in caplog.text  # the decoder's new cross-attention weights are announced
+    for model in (theirs, ours):  # set afterwards: the oracle sends decoder_* keyword arguments to the decoder
+        for key, value in special.items():  # the generation config was fixed when the pair was made
+            setattr(model.config, key, value)
+            setattr(model.generation_config, key, value)
     theirs.save_pretrained(tmp_path / "pair")
     reference = leanformers.EncoderDecoderModel.from_pretrained(tmp_path / "pair")
     ours_params, reference_params = dict(ours.named_parameters()), dict(reference.named_parameters())
     assert ours_params.keys() == reference_params.keys()
-    new = [name for name in ours_params if "cross_attention" in name or "enc_to_dec_proj" in name]
+    new = [name for name in ours_params if "cross_attention" in name or "enc_to_dec_proj" in name
+           or name in ours.loading_info["missing_keys"]]
     assert new and all(torch.equal(ours_params[n], reference_params[n]) for n in ours_params if n not in new)
     for name in new:
         ours_params[name].data.copy_(reference_params[name])
+    assert ours.config.decoder["is_decoder"] and ours.config.decoder["add_cross_attention"]
+    return theirs, ours
+
+
+@pytest.mark.parametrize("case", sorted(PAIRS))
+def test_pair_from_two_checkpoints(case, tmp_path, caplog):
+    """from_encoder_decoder_pretrained: with the oracle's random draws copied in, the logits are its logits."""
+    encoder_class, decoder_class = _HALVES[case]
+    config = _pair_config(case)
+    torch.manual_seed(0)
+    encoder_class(config.encoder).save_pretrained(tmp_path / "encoder")
+    decoder_config = {**config.decoder.to_dict(), "is_decoder": False, "add_cross_attention": False}
+    decoder_class(transformers.AutoConfig.for_model(**decoder_config)).save_pretrained(tmp_path / "decoder")
+    theirs, ours = _pair_from(str(tmp_path / "encoder"), str(tmp_path / "decoder"), PAIRS[case][2], tmp_path, caplog)
     inputs = _inputs(theirs.config)
     assert_close(_run(theirs, *inputs), _run(ours, *inputs), keys=["logits"], what=case)
-    assert ours.config.decoder["is_decoder"] and ours.config.decoder["add_cross_attention"]
     assert ours.generate(input_ids=inputs[0], attention_mask=inputs[1], max_new_tokens=3).shape == (3, 4)
+
+
+def test_bert2bert_from_the_real_minilm(tmp_path, caplog):
+    """The shipped all-MiniLM-L6-v2 as both halves, its own tokenizer: logits and greedy ids as the oracle's."""
+    folder = str(MODELS / "minilm")
+    special = dict(decoder_start_token_id=101, pad_token_id=0, eos_token_id=102)  # [CLS], [PAD], [SEP]
+    theirs, ours = _pair_from(folder, folder, special, tmp_path, caplog)
+    batch = leanformers.AutoTokenizer.from_pretrained(folder)(SENTENCES, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert_close(_run(theirs, ids, mask, ids[:, :5]), _run(ours, ids, mask, ids[:, :5]), keys=["logits"])
+    assert_generate_equal(theirs, ours, ids, mask, what="minilm", max_new_tokens=6)
 
 
 def test_clear_errors(checkpoint, tmp_path):

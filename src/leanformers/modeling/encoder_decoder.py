@@ -176,8 +176,12 @@ class EncoderDecoderFamily(PreTrainedModel):
         initialise(model)
         model.tie_weights()
         model.requires_grad_(False)
-        # no generation config yet: generate() reads it from the config then, after the caller has set
-        # decoder_start_token_id / pad_token_id there (the usual next step, as with transformers)
+        model.loading_info = {key: [f"model.{side}.{name}" for side in SIDES
+                                    for name in getattr(models[side], "loading_info", {}).get(key, [])]
+                              for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        # fixed now, as transformers does: decoder_start_token_id set on model.config later does not reach
+        # generate(); set it on model.generation_config or pass it to generate()
+        model.load_generation_config(None)
         return model.eval()
 
     @staticmethod
