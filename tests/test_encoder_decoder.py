@@ -211,6 +211,9 @@ def test_clear_errors(checkpoint, tmp_path):
     config.decoder = None
     with pytest.raises(ValueError, match="'decoder' sub-config"):
         leanformers.EncoderDecoderModel.from_config(config)
+    config.decoder = {"model_type": "llama", "hidden_size": 32}
+    with pytest.raises(ValueError, match="llama model cannot be the decoder"):
+        leanformers.EncoderDecoderModel.from_config(config)
     ours = leanformers.EncoderDecoderModel.from_pretrained(folder)
     with pytest.raises(ValueError, match="decoder_pretrained_model_name_or_path"):
         leanformers.EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_model=ours.get_encoder())

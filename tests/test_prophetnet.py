@@ -80,6 +80,7 @@ def test_auto_class_and_generation_protocol_inputs(checkpoint):
     theirs, folder = checkpoint()
     ours = leanformers.AutoModelForSeq2SeqLM.from_pretrained(folder)
     assert type(ours).__name__ == "ProphetNetForConditionalGeneration"
+    assert type(leanformers.AutoModel.from_pretrained(folder)).__name__ == "ProphetNetModel"
     ids, mask, decoder_ids, _ = _inputs()
     with torch.no_grad():
         encoder_outputs = ours.get_encoder()(input_ids=ids, attention_mask=mask)

@@ -24,12 +24,13 @@ SIDES = ("encoder", "decoder")
 
 def decoder_task(spec) -> str:
     """The LM head of this architecture as a decoder: its causal LM (GPT-2), else its masked-LM head run causally
-    (BertLMHeadModel and RobertaForCausalLM keep the masked-LM head's layout and names)."""
-    for task in ("causal_lm", "masked_lm"):
-        if task in spec.tasks:
-            return task
-    raise ValueError(f"a {spec.model_type} model cannot be the decoder of an EncoderDecoderModel: it has no "
-                     "language-modeling head")
+    (BertLMHeadModel and RobertaForCausalLM keep the masked-LM head's layout and names). Only architectures whose
+    checkpoints name a cross-attention (transformers' decoders that take encoder_hidden_states) qualify."""
+    task = next((task for task in ("causal_lm", "masked_lm") if task in spec.tasks), None)
+    if task is None or not any(".cross_attention" in ours for ours in spec.renames.values()):
+        raise ValueError(f"a {spec.model_type} model cannot be the decoder of an EncoderDecoderModel: it has no "
+                         "cross-attention to the encoder's output (use e.g. a BERT, RoBERTa or GPT-2 decoder)")
+    return task
 
 
 def side_config(config: Config, side: str) -> Config:
