@@ -217,6 +217,8 @@ def test_clear_errors(checkpoint, tmp_path):
     ours = leanformers.EncoderDecoderModel.from_pretrained(folder)
     with pytest.raises(ValueError, match="decoder_pretrained_model_name_or_path"):
         leanformers.EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_model=ours.get_encoder())
+    with pytest.raises(ValueError, match="needs decoder_input_ids"):
+        ours(input_ids=torch.tensor([[5, 6]]))
     ours.config.decoder_start_token_id = None
     with pytest.raises(ValueError, match="decoder_start_token_id"):
         ours(input_ids=torch.tensor([[5, 6]]), labels=torch.tensor([[7, 8]]))

@@ -142,6 +142,9 @@ class EncoderDecoderFamily(PreTrainedModel):
                                             self.config.get("decoder_start_token_id"))
             if decoder_attention_mask is None:
                 decoder_attention_mask = decoder_input_ids.ne(self.config.pad_token_id)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError("EncoderDecoderModel needs decoder_input_ids (or decoder_inputs_embeds, or labels) "
+                             "besides the encoder's input_ids")
         decoder = self.model.decoder(
             input_ids=decoder_input_ids, attention_mask=decoder_attention_mask, encoder_hidden_states=states,
             encoder_attention_mask=attention_mask, inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
