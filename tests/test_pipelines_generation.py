@@ -206,12 +206,14 @@ def test_text2text_and_return_tensors(seq2seq):
 @needs_spm
 def test_t5_task_prefixes_and_settings(seq2seq):
     """summarization and translation_en_to_de take T5's task_specific_params (prefix, max_length, num_beams)."""
-    summaries = _same_seq2seq("summarization", seq2seq["t5"], SOURCES)
+    # max_new_tokens: the pipeline default (256) outranks the task's max_length, in transformers as here
+    summaries = _same_seq2seq("summarization", seq2seq["t5"], SOURCES, max_new_tokens=6)
     assert set(summaries[0]) == {"summary_text"}
-    translations = _same_seq2seq("translation_en_to_de", seq2seq["t5"], SOURCES)
+    translations = _same_seq2seq("translation_en_to_de", seq2seq["t5"], SOURCES, max_new_tokens=6)
     assert set(translations[0]) == {"translation_text"}
     ours = leanformers.pipeline("translation_en_to_de", model=seq2seq["t5"])
     assert ours.prefix == "translate English to German: " and ours.generation_config.max_length == 10
+    assert leanformers.pipeline("summarization", model=seq2seq["t5"]).generation_config.num_beams == 2
 
 
 @needs_spm
