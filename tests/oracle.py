@@ -94,3 +94,17 @@ def hf_cache_layout(root, repo_id: str, source_folder, revision_hash: str = "0" 
         if src.is_file():
             (snapshot / name).write_bytes(src.read_bytes())
     return str(snapshot)
+
+
+def offline_hub(monkeypatch, root) -> str:
+    """Point leanformers, huggingface_hub and the oracle at an empty offline HF cache under `root`."""
+    import huggingface_hub.constants as constants
+    import transformers.utils.hub as transformers_hub
+
+    root = str(root)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", root)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", root)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(transformers_hub, "TRANSFORMERS_CACHE", root)  # captured when transformers was imported
+    return root

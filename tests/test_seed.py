@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from oracle import MODELS, assert_close, hf_cache_layout
+from oracle import MODELS, assert_close, hf_cache_layout, offline_hub
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed"
 SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
@@ -30,19 +30,16 @@ def _run(snippets, library: str) -> dict:
 @pytest.fixture
 def offline_cache(tmp_path, monkeypatch):
     """A tiny random DistilBERT sentiment classifier with the real bert-base-uncased vocabulary, cached as SST2."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline_hub(monkeypatch, tmp_path / "hub")
     torch.manual_seed(0)
     config = transformers.DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=37,
                                            id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     folder = tmp_path / "sst2"
     transformers.DistilBertForSequenceClassification(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(MODELS / "minilm" / name, folder / name)
+    # as the real checkpoint ships it: no tokenizer_class, so config.json's model_type picks DistilBERT's tokenizer
+    (folder / "tokenizer_config.json").write_text('{"do_lower_case": true, "model_max_length": 512}')
     hf_cache_layout(tmp_path / "hub", SST2, folder)
     return tmp_path / "hub"
 

@@ -212,7 +212,7 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     mismatched = []
     for name in list(ours):
         if name not in expected:
-            unexpected.append(name)
+            unexpected.append(_checkpoint_name(cls, checkpoint, name))  # report the name the checkpoint uses
             del ours[name]
         elif ours[name].shape != expected[name].shape:
             if not ignore_mismatched_sizes:
