@@ -10,6 +10,7 @@ Results come back in input order whatever the batching, and equal a run with bat
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import sys
@@ -62,7 +63,11 @@ class Pipeline:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- calling
-    def __call__(self, inputs, **kwargs):
+    def __call__(self, inputs, *, batch_size=None, num_workers=None, **kwargs):
+        if batch_size is not None:  # as transformers, a call may set its own batch size (num_workers: no workers here)
+            call = copy.copy(self)
+            call.batch_size = _positive_int("batch_size", batch_size)
+            return Pipeline.__call__(call, inputs, **kwargs)  # not call(): a subclass wrapper already ran
         params = self.parameters(**{**self._defaults, **kwargs})
         if isinstance(inputs, types.GeneratorType) or _is_dataset(inputs):
             return self._stream(iter(inputs), params)
