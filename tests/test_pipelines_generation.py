@@ -237,3 +237,17 @@ def test_seq2seq_errors(seq2seq, gpt2):
     assert ours("word " * 100, truncation=True, max_new_tokens=3)
     with pytest.raises(ValueError, match="not an encoder-decoder model"):
         leanformers.pipeline("summarization", model=gpt2[0])
+
+
+SMOLLM2 = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run scripts/fetch_models.sh for the SmolLM2 GGUF")
+def test_real_smollm2_chat_streams_its_answer(capsys):
+    """The real SmolLM2 GGUF through pipeline(): the chat answer, printed token by token by a TextStreamer."""
+    chat = leanformers.pipeline("text-generation", model=SMOLLM2.parent, gguf_file=SMOLLM2.name)
+    streamer = leanformers.TextStreamer(chat.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    result = chat(question, max_new_tokens=16, do_sample=False, streamer=streamer)
+    assert result[0]["generated_text"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}
+    assert capsys.readouterr().out.strip() == "The capital of France is Paris."

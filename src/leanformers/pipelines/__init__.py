@@ -5,6 +5,7 @@ A task names a module, its pipeline class, the Auto class that loads a model for
 from __future__ import annotations
 
 import importlib
+import os
 import re
 
 from .base import Pipeline
@@ -71,12 +72,16 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
         model = default_model
         if model is None:
             raise ValueError(f"the {task} pipeline has no default model; pass model=")
-    loaded_here = isinstance(model, str)
+    model_kwargs = dict(model_kwargs or {})
+    if kwargs.get("gguf_file") is not None:  # a GGUF file holds the weights and the tokenizer
+        model_kwargs["gguf_file"] = kwargs.pop("gguf_file")
+    loaded_here = isinstance(model, (str, os.PathLike))
     if loaded_here:
-        model = load_model(model, head, task, dtype if dtype is not None else torch_dtype, where,
-                           dict(model_kwargs or {}), default=model == default_model)
-    if tokenizer is None or isinstance(tokenizer, str):
-        tokenizer = load_tokenizer(tokenizer, model, where)
+        model = load_model(os.fspath(model), head, task, dtype if dtype is not None else torch_dtype, where,
+                           model_kwargs, default=model == default_model)
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        gguf = {"gguf_file": model_kwargs["gguf_file"]} if "gguf_file" in model_kwargs and tokenizer is None else {}
+        tokenizer = load_tokenizer(tokenizer, model, {**where, **gguf})
     if name == "translation":
         name = _translation_task(model)
     cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
@@ -112,7 +117,7 @@ def load_model(name: str, head: str, task: str, dtype, where: dict, model_kwargs
 def load_tokenizer(tokenizer, model, where: dict):
     from ..tokenization import AutoTokenizer
 
-    source = tokenizer or model.config.get("_name_or_path")
+    source = os.fspath(tokenizer) if tokenizer is not None else model.config.get("_name_or_path")
     if not source:
         raise ValueError("the model was not loaded from a folder or repo id, so its tokenizer cannot be found; "
                          "pass tokenizer=")
