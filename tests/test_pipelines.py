@@ -218,9 +218,9 @@ def test_question_answering(checkpoints, call):
 
 @needs_minilm
 def test_question_answering_long_context(checkpoints):
-    """A context of ~900 tokens: spans of max_seq_len with doc_stride overlap, batched together."""
+    """A context of ~500 tokens: spans of max_seq_len with doc_stride overlap, batched together."""
     theirs, ours = both("question-answering", checkpoints["qa"])
-    long_context = " ".join([CONTEXT] * 25)
+    long_context = " ".join([CONTEXT] * 14)
     call = {"question": QUESTIONS, "context": long_context, "top_k": 2}
     assert_same(theirs(**call), ours(**call))
     assert_same(theirs(**call, max_seq_len=64, doc_stride=16), ours(**call, max_seq_len=64, doc_stride=16))
@@ -304,3 +304,15 @@ def test_factory_defaults_objects_and_task_inference(checkpoints, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="distilbert/distilbert-base-uncased-finetuned-sst-2-english"):
         leanformers.pipeline("sentiment-analysis")
+
+
+@needs_minilm
+def test_progress_dtype_and_call_batch_size(checkpoints, capsys):
+    classify = leanformers.pipeline("text-classification", model=checkpoints["text"], progress=True, batch_size=2)
+    expected = leanformers.pipeline("text-classification", model=checkpoints["text"])(TEXTS)
+    assert_same(expected, classify(TEXTS))
+    assert "text-classification" in capsys.readouterr().err  # the progress bar, on stderr
+    assert_same(expected, classify(TEXTS, batch_size=5))
+    half = leanformers.pipeline("text-classification", model=checkpoints["text"], dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16
+    assert [r["label"] for r in half(TEXTS[:2], top_k=None)[0]] and isinstance(half(TEXTS[0])[0]["score"], float)
