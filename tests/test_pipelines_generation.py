@@ -251,3 +251,29 @@ def test_real_smollm2_chat_streams_its_answer(capsys):
     result = chat(question, max_new_tokens=16, do_sample=False, streamer=streamer)
     assert result[0]["generated_text"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}
     assert capsys.readouterr().out.strip() == "The capital of France is Paris."
+
+
+@needs_vocab
+def test_zero_shot_on_bart_mnli_style(tmp_path):
+    """zero-shot-classification on a BART sequence classifier (bart-large-mnli's layout: eos pooling, byte-level BPE)."""
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(GPT2_VOCAB / name, tmp_path / name)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BartTokenizer",
+                                                                "model_max_length": 64}))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    nli = {0: "contradiction", 1: "neutral", 2: "entailment"}
+    torch.manual_seed(0)
+    transformers.BartForSequenceClassification(transformers.BartConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64, init_std=0.3,
+        bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id, id2label=nli, label2id={v: k for k, v in nli.items()},
+    )).eval().save_pretrained(tmp_path)
+    texts = ["I love this movie!", "Terrible, awful, no good.", "The weather is nice today in Paris."]
+    call = {"candidate_labels": ["politics", "sports", "cooking", "travel", "science"]}
+    expected = transformers.pipeline("zero-shot-classification", model=str(tmp_path))(texts, **call)
+    for batch_size in (1, 2):
+        got = leanformers.pipeline("zero-shot-classification", model=str(tmp_path), batch_size=batch_size)(texts, **call)
+        for theirs, ours in zip(expected, got):
+            assert ours["labels"] == theirs["labels"] and ours["sequence"] == theirs["sequence"]
+            assert max(abs(a - b) for a, b in zip(ours["scores"], theirs["scores"])) <= 1e-4
