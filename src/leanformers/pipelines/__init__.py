@@ -65,6 +65,9 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
     if framework not in (None, "pt"):
         raise ValueError(f"leanformers runs PyTorch models only (framework={framework!r})")
     where = {"revision": revision, "token": token}
+    device_map = kwargs.pop("device_map", None)
+    if device is None and device_map not in (None, "auto"):  # one device here: a device_map names it
+        device = device_map
     name = ALIASES.get(task, task) if task is not None else infer_task(model, where)
     task = resolve_task(name)
     module_name, class_name, head, default_model = TASKS[task]
