@@ -277,3 +277,59 @@ def test_zero_shot_on_bart_mnli_style(tmp_path):
         for theirs, ours in zip(expected, got):
             assert ours["labels"] == theirs["labels"] and ours["sequence"] == theirs["sequence"]
             assert max(abs(a - b) for a, b in zip(ours["scores"], theirs["scores"])) <= 1e-4
+
+
+@needs_vocab
+def test_roberta_byte_level_encoder_tasks(tmp_path):
+    """A tiny RoBERTa with the real byte-level BPE vocabulary: no word-piece prefix, so NER falls back to
+    transformers' word heuristic, fill-mask tokens carry their leading space, QA offsets come from byte-level BPE."""
+    # RoBERTa's layout: <s> <pad> </s> <unk> first (positions count past pad id 1), then GPT-2's tokens, <mask> last
+    gpt2_vocab = json.loads((GPT2_VOCAB / "vocab.json").read_text())
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    vocab = {**{t: i for i, t in enumerate(specials)}, **{t: i + 4 for t, i in gpt2_vocab.items()}}
+    vocab["<mask>"] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    shutil.copy(GPT2_VOCAB / "merges.txt", tmp_path / "merges.txt")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RobertaTokenizer",
+                                                                "model_max_length": 64}))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    config = transformers.RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=66, initializer_range=0.3, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, id2label=labels,
+        label2id={v: k for k, v in labels.items()})
+    texts = ["Sarah Connor met John at Cyberdyne in Los Angeles.", "Unaffable hobbits walked to Mordor!"]
+    for task, head, call, inputs in (
+            ("ner", "ForTokenClassification", {"aggregation_strategy": "first"}, texts),
+            ("ner", "ForTokenClassification", {"aggregation_strategy": "simple", "ignore_labels": []}, texts),
+            ("fill-mask", "ForMaskedLM", {"top_k": 3}, ["Paris is the <mask> of France.", "A <mask> day."]),
+            ("question-answering", "ForQuestionAnswering", {"top_k": 2},
+             {"question": ["Who met John?", "Where?"], "context": texts[0] + " " + texts[1]})):
+        folder = tmp_path / head
+        torch.manual_seed(0)
+        if head == "ForQuestionAnswering":  # transformers sizes the QA projection by num_labels: keep it 2
+            config.id2label, config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
+        getattr(transformers, f"Roberta{head}")(config).eval().save_pretrained(folder)
+        for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+            shutil.copy(tmp_path / name, folder / name)
+        theirs = transformers.pipeline(task, model=str(folder))
+        ours = leanformers.pipeline(task, model=str(folder), batch_size=2)
+        expected, got = (theirs(**inputs, **call), ours(**inputs, **call)) if isinstance(inputs, dict) else \
+            (theirs(inputs, **call), ours(inputs, **call))
+        _assert_close_results(expected, got)
+
+
+def _assert_close_results(theirs, ours):
+    if isinstance(theirs, dict):
+        assert set(theirs) == set(ours)
+        for key in theirs:
+            _assert_close_results(theirs[key], ours[key])
+    elif isinstance(theirs, list):
+        assert len(theirs) == len(ours)
+        for a, b in zip(theirs, ours):
+            _assert_close_results(a, b)
+    elif isinstance(theirs, float) or type(theirs).__name__.startswith("float"):
+        assert abs(float(theirs) - ours) <= 1e-4
+    else:
+        assert theirs == ours
