@@ -101,7 +101,7 @@ def test_text_generation_defaults_and_errors(gpt2):
         leanformers.pipeline("text-generation", model=encoder, tokenizer=folder)
 
 
-# ---------------------------------------------------------------- encoder-decoders: text2text, summarization, translation
+# ---------------------------------------------------------------- encoder-decoders: text2text, summary, translation
 SPM = MODELS / "spm"
 SOURCES = ["I was a naughty boy.", "Hello, unaffable world!", "The weather is nice and I went out for a long walk.",
            "Yes."]
@@ -255,7 +255,7 @@ def test_real_smollm2_chat_streams_its_answer(capsys):
 
 @needs_vocab
 def test_zero_shot_on_bart_mnli_style(tmp_path):
-    """zero-shot-classification on a BART sequence classifier (bart-large-mnli's layout: eos pooling, byte-level BPE)."""
+    """zero-shot-classification on a BART sequence classifier (bart-large-mnli's layout: eos pooling, byte BPE)."""
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(GPT2_VOCAB / name, tmp_path / name)
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BartTokenizer",
@@ -273,7 +273,8 @@ def test_zero_shot_on_bart_mnli_style(tmp_path):
     call = {"candidate_labels": ["politics", "sports", "cooking", "travel", "science"]}
     expected = transformers.pipeline("zero-shot-classification", model=str(tmp_path))(texts, **call)
     for batch_size in (1, 2):
-        got = leanformers.pipeline("zero-shot-classification", model=str(tmp_path), batch_size=batch_size)(texts, **call)
+        ours = leanformers.pipeline("zero-shot-classification", model=str(tmp_path), batch_size=batch_size)
+        got = ours(texts, **call)
         for theirs, ours in zip(expected, got):
             assert ours["labels"] == theirs["labels"] and ours["sequence"] == theirs["sequence"]
             assert max(abs(a - b) for a, b in zip(ours["scores"], theirs["scores"])) <= 1e-4

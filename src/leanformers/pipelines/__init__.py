@@ -37,7 +37,8 @@ _TRANSLATION = re.compile(r"translation_(\w+)_to_(\w+)$")
 _SUFFIX_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
                  "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask",
                  "ForCausalLM": "text-generation", "LMHeadModel": "text-generation",
-                 "ForConditionalGeneration": "text2text-generation", "MTModel": "translation", "Model": "feature-extraction"}
+                 "ForConditionalGeneration": "text2text-generation", "MTModel": "translation",
+                 "Model": "feature-extraction"}
 
 
 def supported_tasks() -> list[str]:

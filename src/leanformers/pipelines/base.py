@@ -178,7 +178,8 @@ class Pipeline:
                              f"(head: {head}); load it with the matching AutoModelFor* class")
 
     def __repr__(self):
-        return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, batch_size={self.batch_size})"
+        return (f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, "
+                f"batch_size={self.batch_size})")
 
 
 # ---------------------------------------------------------------- small shared functions

@@ -76,7 +76,8 @@ class FillMaskPipeline(Pipeline):
         logits = self.model(**inputs)["logits"]
         rows, positions = torch.nonzero(inputs["input_ids"] == self.tokenizer.mask_token_id, as_tuple=True)
         probs = logits[rows, positions].softmax(dim=-1).float().cpu()  # (masks in the batch, vocab)
-        return [{"probs": probs[rows == row], "positions": positions[rows == row].tolist()} for row in range(len(batch))]
+        return [{"probs": probs[rows == row], "positions": positions[rows == row].tolist()}
+                for row in range(len(batch))]
 
     def postprocess(self, item, windows, params):
         import torch

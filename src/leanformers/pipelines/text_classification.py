@@ -123,5 +123,6 @@ def _as_pair(item) -> tuple[str, str | None]:
         return check_text(item[0][0], "text"), check_text(item[0][1], "text_pair")
     if isinstance(item, list):
         raise ValueError('The pipeline received invalid inputs, if you are trying to send text pairs, you can try to '
-                         'send a dictionary `{"text": "My text", "text_pair": "My pair"}` in order to send a text pair.')
+                         'send a dictionary `{"text": "My text", "text_pair": "My pair"}` in order to send a text '
+                         'pair.')
     return check_text(item), None

@@ -106,7 +106,8 @@ class GeneratingPipeline(Pipeline):
             or generate_kwargs.get("min_length", self.generation_config.min_length))
         group = []
         for index in order:
-            if group and (len(group) == self.batch_size or (absolute and len(prompts[index]) != len(prompts[group[0]]))):
+            full = len(group) == self.batch_size
+            if group and (full or (absolute and len(prompts[index]) != len(prompts[group[0]]))):
                 yield group
                 group = []
             group.append(index)

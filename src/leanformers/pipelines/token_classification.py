@@ -214,7 +214,8 @@ def _check_sentence(text):
 
 def _check_words(words):
     if not isinstance(words, list) or not words or not all(isinstance(w, str) for w in words):
-        raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens (non-empty list of str).")
+        raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens (a non-empty list "
+                         "of str).")
     return words
 
 
