@@ -115,6 +115,14 @@ def to_our_names(spec, checkpoint: dict, task: str = "base") -> tuple[dict, list
     return ours, unexpected
 
 
+def convert_checkpoint(spec, checkpoint: dict, config, task: str = "base") -> tuple[dict, list[str]]:
+    """Checkpoint tensors -> ours: renames, then the spec's convert hook, then transposes; and the unknown keys."""
+    ours, unexpected = to_our_names(spec, checkpoint, task)
+    if spec.convert is not None:
+        ours = spec.convert(ours, config)
+    return _transpose(spec, ours), unexpected
+
+
 def _transpose(spec, state_dict):
     if not spec.transpose:
         return state_dict
@@ -203,10 +211,7 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     dtype = resolve_dtype(dtype, config, checkpoint)
     with torch.device("meta"):
         model = cls(config)
-    ours, unexpected = to_our_names(spec, checkpoint, cls.task)
-    if spec.convert is not None:
-        ours = spec.convert(ours, config)
-    ours = _transpose(spec, ours)
+    ours, unexpected = convert_checkpoint(spec, checkpoint, config, cls.task)
     expected = model.state_dict()
     ties = model.tied_weights()
     mismatched = []

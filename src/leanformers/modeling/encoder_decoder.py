@@ -54,7 +54,7 @@ def halves_to_ours(state_dict: dict, config) -> dict:
     """The spec's `convert` hook: checkpoint keys `encoder.*` / `decoder.*` (already under 'model.') go through
     their own architecture's renames, conversion and transposes. Keys a half does not know stay as they are, so that
     loading reports them as unexpected."""
-    from ..loading import _transpose, to_our_names  # loading sits above modeling in the import order
+    from ..loading import convert_checkpoint  # loading sits above modeling in the import order
 
     out = {k: v for k, v in state_dict.items() if not k.startswith(tuple(f"model.{side}." for side in SIDES))}
     for side in SIDES:
@@ -62,10 +62,8 @@ def halves_to_ours(state_dict: dict, config) -> dict:
         half = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         sub_config = side_config(config, side)
         cls = side_class(sub_config, side)
-        ours, unexpected = to_our_names(cls.spec, half, cls.task)
-        if cls.spec.convert is not None:
-            ours = cls.spec.convert(ours, sub_config)
-        out.update({prefix + k: v for k, v in _transpose(cls.spec, ours).items()})
+        ours, unexpected = convert_checkpoint(cls.spec, half, sub_config, cls.task)
+        out.update({prefix + k: v for k, v in ours.items()})
         out.update({prefix + k: half[k] for k in unexpected if k in half})
     return out
 
