@@ -316,3 +316,13 @@ def test_progress_dtype_and_call_batch_size(checkpoints, capsys):
     half = leanformers.pipeline("text-classification", model=checkpoints["text"], dtype="bfloat16")
     assert half.model.dtype == torch.bfloat16
     assert [r["label"] for r in half(TEXTS[:2], top_k=None)[0]] and isinstance(half(TEXTS[0])[0]["score"], float)
+
+
+def test_least_padding_groups():
+    from leanformers.pipelines.base import least_padding_cuts
+
+    assert least_padding_cuts([], 4) == [0] and least_padding_cuts([7], 4) == [0, 1]
+    assert least_padding_cuts([5, 5, 5], 1) == [0, 1, 2, 3]
+    assert least_padding_cuts([9, 9, 9, 9], 8) == [0, 4]  # equal lengths: one pass
+    cuts = least_padding_cuts([200, 10, 10, 10, 10, 10], 8)  # the long row alone, the short ones together
+    assert cuts == [0, 1, 6]

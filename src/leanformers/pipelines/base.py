@@ -102,7 +102,8 @@ class Pipeline:
         per_item = math.ceil(len(windows) / max(1, self._items_hint(windows)))
         group_size = self.batch_size * per_item
         order = sorted(range(len(windows)), key=lambda i: -len(windows[i]["input_ids"]))
-        groups = [order[start:start + group_size] for start in range(0, len(order), group_size)]
+        cuts = least_padding_cuts([len(windows[i]["input_ids"]) for i in order], group_size)
+        groups = [order[start:end] for start, end in zip(cuts, cuts[1:])]
         with torch.inference_mode():
             for group in _progress(groups, self.progress, self.task):
                 batch = [windows[i] for i in group]
@@ -183,6 +184,29 @@ class Pipeline:
 
 
 # ---------------------------------------------------------------- small shared functions
+PASS_COST = 32  # a model pass's fixed cost, in padded tokens' worth of compute (so groups do not split needlessly)
+
+
+def least_padding_cuts(lengths: list[int], most: int) -> list[int]:
+    """Lengths sorted longest first -> group boundaries [0, ..., n] of at most `most` rows each that minimise the
+    padded tokens computed (rows x the group's longest) plus PASS_COST per pass. Dynamic programming, O(n * most).
+
+    A fixed split of a mixed-length list pads each group to its first row: ~25% waste on real sentences; this
+    finds, e.g., a small group for the few long rows and full groups for the many short ones."""
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n  # best[j]: the cost of rows [0, j)
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - most), end):
+            cost = best[start] + (end - start) * lengths[start] + PASS_COST
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    bounds = [n]
+    while bounds[-1] > 0:
+        bounds.append(cut[bounds[-1]])
+    return bounds[::-1]
+
+
 def split_rows(outputs: dict, lengths: list[int]) -> list[dict]:
     """Batched outputs -> one dict per row; per-token outputs (B, T, ...) are cut to each row's real length."""
     arrays = {key: value.float().cpu().numpy() for key, value in outputs.items()}
