@@ -77,6 +77,10 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
         if model is None:
             raise ValueError(f"the {task} pipeline has no default model; pass model=")
     model_kwargs = dict(model_kwargs or {})
+    if config is not None:  # a Config, or the folder / repo id of one
+        from ..config import Config
+
+        model_kwargs["config"] = config if isinstance(config, Config) else Config.from_pretrained(config, **where)
     if kwargs.get("gguf_file") is not None:  # a GGUF file holds the weights and the tokenizer
         model_kwargs["gguf_file"] = kwargs.pop("gguf_file")
     loaded_here = isinstance(model, (str, os.PathLike))
