@@ -81,8 +81,9 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
         from ..config import Config
 
         model_kwargs["config"] = config if isinstance(config, Config) else Config.from_pretrained(config, **where)
-    if kwargs.get("gguf_file") is not None:  # a GGUF file holds the weights and the tokenizer
-        model_kwargs["gguf_file"] = kwargs.pop("gguf_file")
+    gguf_file = kwargs.pop("gguf_file", None)
+    if gguf_file is not None:  # a GGUF file holds the weights and the tokenizer
+        model_kwargs["gguf_file"] = gguf_file
     loaded_here = isinstance(model, (str, os.PathLike))
     if loaded_here:
         model = load_model(os.fspath(model), head, task, dtype if dtype is not None else torch_dtype, where,
