@@ -60,3 +60,22 @@ def test_errors_are_one_line(folders, capsys):
     assert code == 2 and "--context" in err
     code, _, err = run_cli(["fill-mask", "no mask here", "--model", folders["text"]], capsys)
     assert code == 2 and "No mask_token ([MASK])" in err
+
+
+def test_chat_flag_only_for_text_generation(folders, capsys):
+    code, _, err = run_cli(["sentiment-analysis", "Hi", "--model", folders["text"], "--chat"], capsys)
+    assert code == 2 and "--chat is for text-generation" in err
+    assert list(cli._inputs("text-generation", ["Hi"], {}, chat=True)) == [[{"role": "user", "content": "Hi"}]]
+
+
+SMOLLM2 = MINILM.parent / "smollm2"
+
+
+@pytest.mark.skipif(not (SMOLLM2 / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file(), reason="run fetch_models.sh")
+def test_chat_with_the_real_gguf_model(capsys):
+    """The README's main job: the real SmolLM2 GGUF answers through `leanformers text-generation --chat`."""
+    code, out, _ = run_cli(["text-generation", "What is the capital of France?", "--chat", "--model", str(SMOLLM2),
+                            "--gguf-file", "SmolLM2-135M-Instruct.Q4_1.gguf", "--max-new-tokens", "16",
+                            "--option", "do_sample=false"], capsys)
+    assert code == 0
+    assert json.loads(out)[0]["generated_text"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}

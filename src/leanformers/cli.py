@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--dtype", help="float32, float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per model pass (default: 8)")
+    parser.add_argument("--gguf-file", help="a GGUF file inside --model's folder (weights and tokenizer)")
+    parser.add_argument("--chat", action="store_true",
+                        help="text-generation: send each input as a user message through the chat template")
     for flag, _, kind in _CALL_OPTIONS:
         parser.add_argument(flag, type=kind)
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -56,8 +59,10 @@ def call_options(args) -> dict:
     return options
 
 
-def _inputs(task: str, texts, options):
-    """Question answering reads questions (with --context); every other task reads its texts."""
+def _inputs(task: str, texts, options, chat: bool = False):
+    """Question answering reads questions (with --context); chats are user messages; other tasks read texts."""
+    if chat:
+        return ([{"role": "user", "content": text}] for text in texts)
     if task != "question-answering":
         return texts
     context = options.pop("context", None)
@@ -82,16 +87,19 @@ def run(args) -> int:
 
     task = resolve_task(args.task)
     options = call_options(args)
+    extra = {"gguf_file": args.gguf_file} if args.gguf_file else {}
     pipe = pipeline(args.task, model=args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, **extra)
+    if args.chat and task != "text-generation":
+        raise ValueError("--chat is for text-generation")
     if args.texts:
-        inputs = list(_inputs(task, list(args.texts), options))
+        inputs = list(_inputs(task, list(args.texts), options, args.chat))
         _print(pipe(inputs[0] if len(inputs) == 1 else inputs, **options), args.indent)  # one text: as pipe(text)
         return 0
     if sys.stdin.isatty():
         raise ValueError("no input: give texts as arguments or pipe them on stdin, one per line")
     lines = (line.rstrip("\n") for line in sys.stdin if line.strip())
-    for result in pipe(_lines(_inputs(task, lines, options)), **options):
+    for result in pipe(_lines(_inputs(task, lines, options, args.chat)), **options):
         _print(result, args.indent)
     return 0
 
