@@ -250,10 +250,6 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
             del ours[name]
         elif ours[name].is_floating_point() and ours[name].dtype != dtype:
             ours[name] = ours[name].to(dtype)
-        elif ours[name].data_ptr() % 64:
-            # safetensors data sits at 8-byte offsets in the mapped file; matrix kernels run measurably slower on
-            # misaligned weights, so those get a fresh (aligned) copy
-            ours[name] = ours[name].clone()
     model.load_state_dict(ours, strict=False, assign=True)
     model.tie_weights()  # before initialising, so a tied output projection is not drawn at random for nothing
     missing = [n for n in initialise(model, dtype=dtype) if n not in ties]
