@@ -316,7 +316,10 @@ def _beam_search(step, input_ids, gc, processors, is_done, eos, pad, batch_size,
         log_probs = apply_processors(processors, flat, torch.nn.functional.log_softmax(logits, dim=-1))  # (B*nb, V)
         record.add(logits, log_probs)
         vocab_size = log_probs.shape[-1]
-        log_probs = (log_probs.view(batch_size, num_beams, vocab_size) + b.running_scores[:, :, None])
+        log_probs = log_probs.view(batch_size, num_beams, vocab_size)
+        running = b.running_scores[:, :, None]
+        # in place unless the processed scores are kept for the caller: no fresh (rows, vocab) tensor each step
+        log_probs = log_probs + running if record.scores is not None else log_probs.add_(running)
         log_probs = log_probs.reshape(batch_size, num_beams * vocab_size)
 
         # c. the best (or sampled) beams_to_keep continuations over all beams of each input

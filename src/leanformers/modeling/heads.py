@@ -124,8 +124,8 @@ class LMHead(nn.Module):
 
     def forward(self, outputs, **inputs):
         logits = self.decoder(outputs.last_hidden_state)
-        if self.final_logits_bias is not None:
-            logits = logits + self.final_logits_bias
+        if self.final_logits_bias is not None:  # in place when no gradient flows: no second (rows, vocab) tensor
+            logits = logits + self.final_logits_bias if logits.requires_grad else logits.add_(self.final_logits_bias)
         return {"logits": logits}
 
 
