@@ -2,6 +2,7 @@
 
 cold start  = a fresh process: import + from_pretrained + first forward (each library in its own process, best of N)
 throughput  = forward passes over mixed-length padded batches, both libraries in this process, outputs compared
+The two libraries alternate within each repeat and each keeps its best time, so load from other jobs hits both.
 
 Run: .venv/bin/python bench/bench_encoders.py [--repeats 3]
 """
@@ -39,15 +40,17 @@ def make_checkpoint(class_name, folder):
     getattr(transformers, class_name)(config).save_pretrained(folder)
 
 
-def cold_start(lib, folder, repeats):
-    times = []
+def cold_start(libs, folder, repeats):
+    """Best wall time of a fresh process per library; the libraries alternate so a load spike hits both alike."""
+    best = {lib: float("inf") for lib in libs}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", COLD.format(lib=lib, folder=folder)], capture_output=True,
-                             text=True, check=True)
-        times.append(time.perf_counter() - t0)  # the whole process, interpreter start included
-        float(out.stdout.strip().splitlines()[-1])
-    return min(times)
+        for lib in libs:
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", COLD.format(lib=lib, folder=folder)], capture_output=True,
+                                 text=True, check=True)
+            best[lib] = min(best[lib], time.perf_counter() - t0)  # the whole process, interpreter start included
+            float(out.stdout.strip().splitlines()[-1])
+    return best
 
 
 def batches(vocab, n=64, batch_size=16, seed=0):
@@ -62,21 +65,27 @@ def batches(vocab, n=64, batch_size=16, seed=0):
     return out, sum(lengths)
 
 
-def throughput(model, data, repeats):
-    best = float("inf")
+def throughput(models, data, repeats):
+    """Best time over the batches per model, alternating the models each repeat; and the last outputs."""
+    best, outs = [float("inf")] * len(models), [None] * len(models)
     with torch.inference_mode():
-        model(input_ids=data[0][0], attention_mask=data[0][1])  # warm-up
+        for model in models:
+            model(input_ids=data[0][0], attention_mask=data[0][1])  # warm-up
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            outs = [model(input_ids=ids, attention_mask=mask).last_hidden_state for ids, mask in data]
-            best = min(best, time.perf_counter() - t0)
+            for i, model in enumerate(models):
+                t0 = time.perf_counter()
+                outs[i] = [model(input_ids=ids, attention_mask=mask).last_hidden_state for ids, mask in data]
+                best[i] = min(best[i], time.perf_counter() - t0)
     return best, outs
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import transformers
 
     import leanformers
@@ -86,13 +95,12 @@ def main():
     for name, (class_name, _) in SIZES.items():
         with tempfile.TemporaryDirectory() as folder:
             make_checkpoint(class_name, folder)
-            cold_hf = cold_start("transformers", folder, args.repeats)
-            cold_ours = cold_start("leanformers", folder, args.repeats)
+            cold = cold_start(("transformers", "leanformers"), folder, args.repeats)
+            cold_hf, cold_ours = cold["transformers"], cold["leanformers"]
             theirs = transformers.AutoModel.from_pretrained(folder).eval()
             ours = leanformers.AutoModel.from_pretrained(folder)
             data, tokens = batches(theirs.config.vocab_size)
-            t_hf, out_hf = throughput(theirs, data, args.repeats)
-            t_ours, out_ours = throughput(ours, data, args.repeats)
+            (t_hf, t_ours), (out_hf, out_ours) = throughput((theirs, ours), data, args.repeats)
             diff = max(((a - b) * m[..., None]).abs().max().item() for a, b, (_, m) in zip(out_hf, out_ours, data))
             print(f"{name:18} {cold_hf:9.2f} {cold_ours:9.2f} {cold_ours / cold_hf:6.2f} | {tokens / t_hf:9.0f} "
                   f"{tokens / t_ours:10.0f} {t_hf / t_ours:6.2f} {diff:9.2e}")
