@@ -63,6 +63,26 @@ def assert_padded_equals_alone(model, ids, mask, key="logits", atol=ATOL, **extr
             assert diff <= atol, f"row {i}: padded batch differs from running alone by {diff:.3g}"
 
 
+def assert_cache_path_equals_full_forward(model, ids, mask, decoder_ids, prefill: int = 3, tuple_encoder_outputs=False):
+    """An encoder-decoder: prefill `prefill` decoder tokens, then one at a time against the cache, gives the logits of
+    one full forward; the cross-attention K/V are kept in the cache (computed once). `tuple_encoder_outputs` passes
+    the encoder output to the later steps as a plain tuple, as some callers do."""
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+        encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=mask)
+        step = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=decoder_ids[:, :prefill],
+                     use_cache=True)
+        pieces, cache = [step.logits], step.past_key_values
+        later = (encoder_outputs.last_hidden_state,) if tuple_encoder_outputs else encoder_outputs
+        for t in range(prefill, decoder_ids.shape[1]):
+            step = model(encoder_outputs=later, attention_mask=mask, decoder_input_ids=decoder_ids[:, t:t + 1],
+                         past_key_values=cache, use_cache=True)
+            pieces.append(step.logits)
+            cache = step.past_key_values
+    assert cache.cross[0] is not None  # cross-attention K/V kept, computed once
+    assert max_diff(full, torch.cat(pieces, dim=1)) <= ATOL
+
+
 # generate() settings that seq2seq parity tests run (beam: transformers' defaults for summarization-like use)
 SEQ2SEQ_GENERATION = {
     "greedy": dict(max_new_tokens=12),

@@ -8,8 +8,8 @@ import torch
 import transformers
 
 import leanformers
-from oracle import (MODELS, SEQ2SEQ_GENERATION, assert_close, assert_generate_equal, max_diff, random_inputs,
-                    save_tiny)
+from oracle import (MODELS, SEQ2SEQ_GENERATION, assert_cache_path_equals_full_forward, assert_close,
+                    assert_generate_equal, max_diff, random_inputs, save_tiny)
 
 transformers.logging.set_verbosity_error()
 
@@ -92,19 +92,7 @@ def test_cache_path_equals_full_forward(case, checkpoint):
     theirs, folder = checkpoint(case)
     ours = leanformers.EncoderDecoderModel.from_pretrained(folder)
     ids, mask, decoder_ids, _ = _inputs(theirs.config)
-    with torch.no_grad():
-        full = ours(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
-        encoder_outputs = ours.get_encoder()(input_ids=ids, attention_mask=mask)
-        step = ours(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=decoder_ids[:, :3],
-                    use_cache=True)
-        pieces, cache = [step.logits], step.past_key_values
-        for t in range(3, decoder_ids.shape[1]):
-            step = ours(encoder_outputs=(encoder_outputs.last_hidden_state,), attention_mask=mask,
-                        decoder_input_ids=decoder_ids[:, t:t + 1], past_key_values=cache, use_cache=True)
-            pieces.append(step.logits)
-            cache = step.past_key_values
-    assert cache.cross[0] is not None  # cross-attention K/V kept, computed once
-    assert max_diff(full, torch.cat(pieces, dim=1)) <= 1e-4
+    assert_cache_path_equals_full_forward(ours, ids, mask, decoder_ids, tuple_encoder_outputs=True)
 
 
 @pytest.mark.parametrize("case", sorted(PAIRS))

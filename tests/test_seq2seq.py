@@ -8,7 +8,8 @@ import torch
 import transformers
 
 import leanformers
-from oracle import assert_close, max_diff, random_inputs, save_tiny
+from oracle import (SEQ2SEQ_GENERATION, assert_cache_path_equals_full_forward, assert_close, max_diff,
+                    random_inputs, save_tiny)
 
 transformers.logging.set_verbosity_error()
 logging.getLogger("leanformers").setLevel(logging.ERROR)
@@ -124,19 +125,7 @@ def test_cache_path_equals_full_forward(case, checkpoint):
     theirs, folder = checkpoint(case)
     ours = _load(case, "lm", folder)
     ids, mask, decoder_ids, _ = _inputs(theirs.config)
-    with torch.no_grad():
-        full = ours(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
-        encoder_outputs = ours.get_encoder()(input_ids=ids, attention_mask=mask)
-        step = ours(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=decoder_ids[:, :3],
-                    use_cache=True)
-        pieces, cache = [step.logits], step.past_key_values
-        for t in range(3, decoder_ids.shape[1]):
-            step = ours(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=decoder_ids[:, t:t + 1],
-                        past_key_values=cache, use_cache=True)
-            pieces.append(step.logits)
-            cache = step.past_key_values
-    assert cache.cross[0] is not None  # cross-attention K/V kept, computed once
-    assert max_diff(full, torch.cat(pieces, dim=1)) <= 1e-4
+    assert_cache_path_equals_full_forward(ours, ids, mask, decoder_ids)
 
 
 @pytest.mark.parametrize("case", sorted(TINY))
@@ -184,28 +173,19 @@ def test_hidden_states_and_attentions(case, checkpoint):
             assert max_diff(a, b) <= 1e-4, f"{key}[{i}]"
 
 
-GENERATION = {
-    "greedy": dict(max_new_tokens=12),
-    "beam": dict(num_beams=4, max_new_tokens=12, length_penalty=0.7, no_repeat_ngram_size=3, early_stopping=True,
-                 num_return_sequences=2),
-    "beam-never-early": dict(num_beams=4, max_new_tokens=10, length_penalty=1.5, early_stopping="never",
-                             min_new_tokens=3),
-}
-
-
 # random tied models keep repeating their last token; untied heads (and T5's larger init) give varied sequences
 _VARIED = {"t5": dict(initializer_factor=10.0)}
 
 
 @pytest.mark.parametrize("case", GENERATE)
-@pytest.mark.parametrize("mode", sorted(GENERATION))
+@pytest.mark.parametrize("mode", sorted(SEQ2SEQ_GENERATION))
 def test_generate_ids_equal_the_oracle(case, mode, checkpoint):
     theirs, folder = checkpoint(case, **_VARIED.get(case, dict(tie_word_embeddings=False)))
     ours = _load(case, "lm", folder)
     ids, mask, _, _ = _inputs(theirs.config, length=11)
     with torch.no_grad():
-        expected = theirs.generate(input_ids=ids, attention_mask=mask, **GENERATION[mode])
-    got = ours.generate(input_ids=ids, attention_mask=mask, **GENERATION[mode])
+        expected = theirs.generate(input_ids=ids, attention_mask=mask, **SEQ2SEQ_GENERATION[mode])
+    got = ours.generate(input_ids=ids, attention_mask=mask, **SEQ2SEQ_GENERATION[mode])
     assert got.shape == expected.shape and torch.equal(got, expected), f"{case} {mode}:\n{expected}\n{got}"
     assert expected.shape[1] > 5 and len(set(expected[:, 1:].flatten().tolist())) > 3
 
