@@ -278,11 +278,16 @@ def test_missing_decoder_inputs_and_unknown_arguments(checkpoint):
         ours(input_ids=ids, decoder_input_ids=ids, token_type_ids=ids)
 
 
-def test_config_without_sizes(checkpoint):
+def test_config_without_sizes_takes_the_config_class_defaults(checkpoint):
+    """A config.json that leaves a size out gets transformers' BartConfig default, as transformers builds it."""
     config = checkpoint("bart")[0].config.to_dict()
     del config["decoder_ffn_dim"]
-    with pytest.raises(ValueError, match="bart config gives no intermediate_size for the decoder"):
-        leanformers.AutoModelForSeq2SeqLM.from_config(config)
+    theirs = transformers.BartForConditionalGeneration(transformers.BartConfig(**config))
+    ours = leanformers.AutoModelForSeq2SeqLM.from_config(config)
+    expected = {k: tuple(v.shape) for k, v in theirs.state_dict().items() if "decoder.layers.0.fc1" in k}
+    assert expected == {"model.decoder.layers.0.fc1.weight": (4096, 32), "model.decoder.layers.0.fc1.bias": (4096,)}
+    ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items() if "decoder.layers.0.mlp.up" in k}
+    assert sorted(ours_shapes.values()) == sorted(expected.values())
 
 
 def test_classification_needs_the_same_number_of_eos(checkpoint):

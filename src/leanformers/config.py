@@ -46,9 +46,16 @@ _BASE_DEFAULTS = {
 _BERT_LIKE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
               "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512, "type_vocab_size": 2,
               "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "pad_token_id": 0}
+_SEQ2SEQ = {"vocab_size": 50265, "d_model": 1024, "encoder_layers": 12, "decoder_layers": 12,
+            "encoder_attention_heads": 16, "decoder_attention_heads": 16, "encoder_ffn_dim": 4096,
+            "decoder_ffn_dim": 4096, "activation_function": "gelu", "max_position_embeddings": 1024,
+            "scale_embedding": False, "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2,
+            "is_encoder_decoder": True}
+_T5 = {"d_model": 512, "d_kv": 64, "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+       "layer_norm_epsilon": 1e-6, "pad_token_id": 0, "eos_token_id": 1, "is_encoder_decoder": True}
 DEFAULTS: dict[str, dict] = {
     "bert": _BERT_LIKE,
-    "roberta": {**_BERT_LIKE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
+    "roberta": {**_BERT_LIKE, "vocab_size": 50265, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
     "xlm-roberta": {**_BERT_LIKE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
     "electra": {**_BERT_LIKE, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024,
                 "embedding_size": 128, "summary_type": "first", "summary_activation": "gelu"},
@@ -64,6 +71,20 @@ DEFAULTS: dict[str, dict] = {
     **{t: {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "rope_scaling": None,
            "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False, "use_cache": True}
        for t in ("llama", "mistral", "qwen2")},
+    # encoder-decoder config classes: sizes, and the token ids generation reads (forced_eos_token_id, ...)
+    "bart": {**_SEQ2SEQ, "decoder_start_token_id": 2, "forced_eos_token_id": 2},
+    "mbart": {**_SEQ2SEQ, "forced_eos_token_id": 2},
+    "marian": {**_SEQ2SEQ, "vocab_size": 58101, "decoder_vocab_size": 58101, "bos_token_id": None,
+               "pad_token_id": 58100, "eos_token_id": 0, "decoder_start_token_id": 58100, "forced_eos_token_id": 0,
+               "share_encoder_decoder_embeddings": True},
+    "pegasus": {**_SEQ2SEQ, "bos_token_id": None, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+                "forced_eos_token_id": 1},
+    "m2m_100": {**_SEQ2SEQ, "vocab_size": 128112, "activation_function": "relu", "scale_embedding": True,
+                "decoder_start_token_id": 2},
+    "t5": {**_T5, "vocab_size": 32128, "d_ff": 2048, "num_layers": 6, "num_decoder_layers": 6, "num_heads": 8,
+           "feed_forward_proj": "relu", "tie_word_embeddings": True},
+    "mt5": {**_T5, "vocab_size": 250112, "d_ff": 1024, "num_layers": 8, "num_decoder_layers": 8, "num_heads": 6,
+            "feed_forward_proj": "gated-gelu", "decoder_start_token_id": 0, "tie_word_embeddings": False},
     "gpt2": {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "bos_token_id": 50256,
              "eos_token_id": 50256, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
