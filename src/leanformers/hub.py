@@ -123,6 +123,5 @@ def resolve_weights(name_or_path, **kwargs) -> list[str]:
         if not isinstance(weight_map, dict):
             raise ValueError(f"{path} has no 'weight_map'")
         shards = sorted(set(weight_map.values()))
-        sub = os.path.dirname(filename)
-        return [resolve(name_or_path, os.path.join(sub, s) if sub else s, **kwargs) for s in shards]
+        return [resolve(name_or_path, shard, **kwargs) for shard in shards]  # shards sit beside their index
     raise FileNotFoundError(f"{name_or_path!r} has no weights: looked for {', '.join(WEIGHT_FILES)}")
