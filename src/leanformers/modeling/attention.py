@@ -65,29 +65,56 @@ class Attention(nn.Module):
         return self._heads(self.k(source), self.num_kv_heads), self._heads(self.v(source), self.num_kv_heads)
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, kv_states=None, is_causal=False,
-                output_attentions=False):
-        """x (B, T, hidden); bias additive (B|1, H|1, T, S) or None; kv_states (B, S, kv_hidden) for cross-attention."""
+                output_attentions=False, queries=None):
+        """x (B, T, hidden); bias additive (B|1, H|1, Tq, S) or None; kv_states (B, S, kv_hidden) for cross-attention.
+        `queries`: in self-attention only the first `queries` positions of x ask (keys and values still come from all
+        of x), so the output is (B, Tq=queries, hidden); None = every position asks."""
         if kv_states is None:  # self-attention
             if hasattr(self, "qkv"):
                 q, k, v = self.qkv(x).split([self.num_heads * self.head_dim] + [self.num_kv_heads * self.head_dim] * 2, -1)
-                q, k, v = self._heads(q, self.num_heads), self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
+                q = self._heads(q[:, :queries], self.num_heads)
+                k, v = self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
             else:
-                q = self._heads(self.q(x), self.num_heads)
+                q = self._heads(self.q(x[:, :queries]), self.num_heads)
                 k, v = self._project_kv(x)
             if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+                q, k = apply_rotary(q, *(t[:, :queries] for t in rotary)), apply_rotary(k, *rotary)
             if cache is not None:
                 k, v = cache.update(layer_idx, k, v)
         else:  # cross-attention: K/V of the encoder output are computed once and kept in the cache
-            q = self._heads(self.q(x), self.num_heads)
             if cache is not None and cache.cross[layer_idx] is not None:
                 k, v = cache.cross[layer_idx]
             else:
                 k, v = self._project_kv(kv_states)
                 if cache is not None:
                     cache.cross[layer_idx] = (k, v)
+            if k.shape[0] != x.shape[0]:  # beam search: B sentences' K/V for their B*k beam rows
+                return self._cross_grouped(x, k, v, bias, output_attentions)
+            q = self._heads(self.q(x), self.num_heads)
         out, probs = self._attend(q, k, v, bias, is_causal and bias is None and q.shape[2] > 1, output_attentions)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.num_heads * self.head_dim)
+        out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], self.num_heads * self.head_dim)
+        return self.o(out), probs
+
+    def _cross_grouped(self, x, k, v, bias, output_attentions):
+        """Cross-attention of N = B*k decoder rows (each sentence's k beams on consecutive rows, as repeat_interleave
+        orders them) to the K/V of their B sentences, without k copies of the encoder output: the beams of a sentence
+        become extra queries of it. x (N, T, hidden), k/v (B, Hkv, S, D), bias (B|1, H|1, T|1, S)
+        -> (N, T, hidden), probabilities (N, H, T, S) or None. Each query does the same arithmetic as when expanded."""
+        rows, length = x.shape[:2]
+        batch, group = k.shape[0], x.shape[0] // k.shape[0]
+        if rows != batch * group:
+            raise ValueError(f"cross-attention: {rows} decoder rows for {batch} encoder rows; the decoder batch must "
+                             "be the encoder batch times the number of beams (or sequences) per input")
+        if bias is not None and bias.shape[0] not in (1, batch):
+            raise ValueError(f"cross-attention: the encoder attention mask has {bias.shape[0]} rows for {batch} "
+                             "encoder rows; pass one mask row per encoder row")
+        q = self._heads(self.q(x).view(batch, group * length, -1), self.num_heads)  # (B, H, k*T, D), a free view
+        if bias is not None and bias.shape[2] > 1:  # a row per query position: the same rows for every beam
+            bias = bias.repeat(1, 1, group, 1)
+        out, probs = self._attend(q, k, v, bias, False, output_attentions)
+        out = out.transpose(1, 2).reshape(rows, length, self.num_heads * self.head_dim)  # (B, k*T, H, D) in row order
+        if probs is not None:  # (B, H, k*T, S) -> (N, H, T, S)
+            probs = probs.unflatten(2, (group, length)).transpose(1, 2).reshape(rows, self.num_heads, length, -1)
         return self.o(out), probs
 
     def _attend(self, q, k, v, bias, is_causal, output_attentions):  # (B, H, T, D), (B, Hkv, S, D) -> (B, H, T, D)

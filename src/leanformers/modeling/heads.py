@@ -49,6 +49,8 @@ class ClassificationHead(nn.Module):
         super().__init__()
         hidden = config.hidden_size
         self.pool = classifier.pool
+        # position 0 is all it reads (directly or through the pooler): the stack may skip the other rows at the end
+        self.reads_first_only = classifier.pool in ("first", "pooler")
         self.dense = nn.Linear(hidden, hidden) if classifier.dense_act else None
         self.act = activation(classifier.dense_act) if classifier.dense_act else None
         self.out = nn.Linear(hidden, num_outputs, bias=classifier.bias)

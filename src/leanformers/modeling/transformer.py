@@ -59,20 +59,28 @@ class Block(nn.Module):
         self.mlp_norm = norm(spec.norm, hidden, eps)
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
-                encoder_states=None, cross_bias=None, output_attentions=False):
-        """x (B, T, hidden) -> (B, T, hidden), self-attention probs, cross-attention probs."""
+                encoder_states=None, cross_bias=None, output_attentions=False, first_only=False):
+        """x (B, T, hidden) -> (B, T, hidden), self-attention probs, cross-attention probs.
+
+        first_only: only position 0 goes on (a classifier reads nothing else): it still attends to every position,
+        but its attention output, residuals, norms and MLP run on that one row, and the result is (B, 1, hidden)."""
         attend = dict(cache=cache, layer_idx=layer_idx, output_attentions=output_attentions)
+        queries = None  # x[:, :None] is all of x
+        if first_only:
+            queries = 1
+            bias, cross_bias = (b[:, :, :1] if b is not None else None for b in (bias, cross_bias))  # the query rows
         cross_probs = None
         if self.pre_norm:
-            out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal, **attend)
-            x = x + out
+            out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal,
+                                        queries=queries, **attend)
+            x = x[:, :queries] + out
             if self.cross_attention is not None and encoder_states is not None:
                 out, cross_probs = self.cross_attention(self.cross_attention_norm(x), cross_bias,
                                                         kv_states=encoder_states, **attend)
                 x = x + out
             return x + self.mlp(self.mlp_norm(x)), probs, cross_probs
-        out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, **attend)
-        x = self.attention_norm(x + out)
+        out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, queries=queries, **attend)
+        x = self.attention_norm(x[:, :queries] + out)
         if self.cross_attention is not None and encoder_states is not None:
             out, cross_probs = self.cross_attention(x, cross_bias, kv_states=encoder_states, **attend)
             x = self.cross_attention_norm(x + out)
@@ -114,7 +122,10 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
                 encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=None,
-                output_attentions=False, output_hidden_states=False, **unused):
+                output_attentions=False, output_hidden_states=False, first_only=False, **unused):
+        """first_only: the caller reads position 0 only (a sequence classifier), so the last block may compute that row
+        alone and last_hidden_state be (B, 1, hidden); ignored when every position shows (hidden states, attentions)
+        or when the stack is causal (there position 0 sees only itself and the full path is as cheap to keep)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
@@ -138,6 +149,9 @@ class Transformer(nn.Module):
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        # ALBERT's last depth may run several shared blocks: only the very last block narrows to position 0
+        last_block = (len(self.schedule) - 1, self.schedule[-1][-1])
+        first_only = first_only and not (self.causal or output_hidden_states or output_attentions)
         hidden_states, attentions, cross_attentions = [], [], []
         for depth, group in enumerate(self.schedule):
             if output_hidden_states:
@@ -145,7 +159,8 @@ class Transformer(nn.Module):
             for index in group:
                 x, probs, cross_probs = self.layers[index](
                     x, biases[self.windows[depth]], cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
-                    encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions)
+                    encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions,
+                    first_only=first_only and (depth, index) == last_block)
                 attentions.append(probs)
                 cross_attentions.append(cross_probs)
         if self.final_norm is not None:
