@@ -80,6 +80,8 @@ class PreTrainedModel(nn.Module):
             input_ids, attention_mask = _flatten(input_ids), _flatten(attention_mask)
             kwargs = {k: _flatten(v) if k in _PER_TOKEN_INPUTS else v for k, v in kwargs.items()}
         logits_to_keep = kwargs.pop("logits_to_keep", 0)
+        if getattr(self.head, "reads_first_only", False):  # the last block then computes position 0 alone
+            kwargs["first_only"] = True
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if self.head is None:
             return outputs if return_dict else outputs.to_tuple()
