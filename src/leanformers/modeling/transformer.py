@@ -125,7 +125,7 @@ class Transformer(nn.Module):
                 output_attentions=False, output_hidden_states=False, first_only=False, **unused):
         """first_only: the caller reads position 0 only (a sequence classifier), so the last block may compute that row
         alone and last_hidden_state be (B, 1, hidden); ignored when every position shows (hidden states, attentions)
-        or when the stack is causal (there position 0 sees only itself and the full path is as cheap to keep)."""
+        or when the stack is causal (a lone query would lose its causal mask: attention() masks only Tq > 1)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
