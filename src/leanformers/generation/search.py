@@ -401,6 +401,13 @@ def _encoder_outputs(model, input_ids, attention_mask):
     return encoder(input_ids=input_ids, attention_mask=attention_mask)
 
 
+def _grouped_cross_attention(model) -> bool:
+    """Whether the decoder takes (B, S) encoder states and mask for its B * k rows (`grouped_cross_attention` on
+    the model class): the encoder output is then not repeated per beam or sequence. Other models (transformers'
+    own, say) get it repeated, as transformers does."""
+    return bool(getattr(model, "grouped_cross_attention", False))
+
+
 def _expand_encoder_outputs(encoder_outputs, times):
     expanded = copy.copy(encoder_outputs)
     expanded.last_hidden_state = encoder_outputs.last_hidden_state.repeat_interleave(times, dim=0)
@@ -486,13 +493,14 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
                                                 decoder_attention_mask], dim=-1)
 
     expand = max(gc.num_beams, gc.num_return_sequences)
-    if expand > 1:
+    if expand > 1:  # each input's rows (beams or sequences) are consecutive
         input_ids = input_ids.repeat_interleave(expand, dim=0)
-        attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
         if decoder_attention_mask is not None:
             decoder_attention_mask = decoder_attention_mask.repeat_interleave(expand, dim=0)
-        if encoder_outputs is not None:
-            encoder_outputs = _expand_encoder_outputs(encoder_outputs, expand)
+        if not (is_encoder_decoder and _grouped_cross_attention(model)):
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
+            if encoder_outputs is not None:
+                encoder_outputs = _expand_encoder_outputs(encoder_outputs, expand)
     if streamer is not None:
         streamer.put(input_ids.cpu())
 

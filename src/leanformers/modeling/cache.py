@@ -14,7 +14,9 @@ class KVCache:
         self._keys: list[torch.Tensor | None] = [None] * num_layers    # (B, H_kv, capacity, D)
         self._values: list[torch.Tensor | None] = [None] * num_layers
         self._lengths = [0] * num_layers
-        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers  # (B, H, S, D) each
+        # cross K/V, (B, H, S, D) each, B = encoder rows: one per sentence under grouped cross-attention (fewer than
+        # the decoder's B*k beam rows), or one per decoder row when the encoder output was expanded
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self.extra: dict = {}  # architecture state that is not K/V (e.g. Transformer-XL mems)
 
     def __len__(self):
@@ -45,9 +47,10 @@ class KVCache:
         for i, (k, v) in enumerate(zip(self._keys, self._values)):
             if k is not None:
                 self._keys[i], self._values[i] = k.index_select(0, beam_idx), v.index_select(0, beam_idx)
-        # cross K/V stay as they are: beams move only within their own sentence, whose beams all hold the same
-        # encoder rows (the encoder ran once per sentence), so reordering would copy them unchanged every step
-        self.cross = [None if kv is None else kv if kv[0].shape[0] == beam_idx.shape[0] else
+        # cross K/V stay as they are: beams move only within their own sentence, and the cross K/V hold either one
+        # row per sentence (grouped cross-attention, when beam_idx has a multiple of their rows) or the same row
+        # for each of its beams (expanded), so reordering would copy them unchanged every step
+        self.cross = [None if kv is None else kv if beam_idx.shape[0] % kv[0].shape[0] == 0 else
                       (kv[0].index_select(0, beam_idx), kv[1].index_select(0, beam_idx)) for kv in self.cross]
         for name, value in self.extra.items():
             if isinstance(value, torch.Tensor):

@@ -84,6 +84,10 @@ class Pair(nn.Module):
 class EncoderDecoderFamily(PreTrainedModel):
     """The PreTrainedModel of model_type "encoder-decoder" (users import it as EncoderDecoderModel)."""
 
+    # generate() need not repeat the encoder output per beam: every decoder half this pairs is a Transformer stack
+    # whose cross-attention (attention.Attention) takes B encoder rows for B*k decoder rows
+    grouped_cross_attention = True
+
     def __init__(self, config: Config):
         super().__init__(config)
         self.config.is_encoder_decoder = True

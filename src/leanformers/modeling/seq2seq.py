@@ -113,6 +113,9 @@ class Seq2SeqModel(PreTrainedModel):
     decoder_inputs_from_input_ids = False   # BART/mBART: without decoder inputs, the shifted input_ids are used
                                             # (always so for the classification and question-answering heads)
     wrap_last_token = False                 # mBART: shifting moves the language code to the front (no start token)
+    grouped_cross_attention = True          # generate() need not repeat the encoder output per beam: the decoder's
+                                            # cross-attention (attention.Attention) takes B encoder rows for B*k
+                                            # decoder rows (ProphetNet's n-gram decoder too: same cross-attention)
 
     def __init__(self, config: Config):
         super().__init__(config)
