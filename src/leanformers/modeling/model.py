@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from . import packed
 from .heads import TASKS, build_head, compute_loss
 from .outputs import ModelOutput
 from .transformer import Transformer
@@ -127,7 +128,20 @@ class PreTrainedModel(nn.Module):
                             f"checkpoint with AutoModelForCausalLM (decoders) or AutoModelForSeq2SeqLM instead.")
         from ..generation import generate  # generation sits above modeling in the import order
 
+        if self.decode_rows(*args, **kwargs) >= packed.MIN_ROWS:  # several rows per step: packed weights pay
+            packed.enable(self)
         return generate(self, *args, **kwargs)
+
+    def decode_rows(self, input_ids=None, *args, **kwargs) -> int:
+        """Rows each decode step will multiply by the weights: prompts x beams (or returned samples)."""
+        ids = input_ids if input_ids is not None else kwargs.get("input_ids", kwargs.get("inputs"))
+        encoder_outputs = kwargs.get("encoder_outputs")
+        batch = ids.shape[0] if getattr(ids, "ndim", 0) == 2 else \
+            encoder_outputs.last_hidden_state.shape[0] if encoder_outputs is not None else 1
+        config = kwargs.get("generation_config") or self.generation_config
+        beams, samples = (kwargs.get(name, getattr(config, name, 1)) or 1
+                          for name in ("num_beams", "num_return_sequences"))
+        return batch * max(beams, samples)
 
     def load_generation_config(self, name_or_path, **where):
         """generation_config.json next to the weights, else the generation fields of config.json (transformers)."""

@@ -1,0 +1,121 @@
+"""Packed fp32 linears (modeling/packed.py): the same numbers as nn.Linear, used by generate() when a step has rows
+enough to pay, and never in the way of training, other dtypes or a changed weight."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, MarianConfig, MarianMTModel
+
+from leanformers.modeling import packed
+from leanformers.modeling.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from oracle import assert_generate_equal, random_inputs
+
+pytestmark = pytest.mark.skipif(not packed.available(), reason="this torch has no MKL packed GEMM")
+
+
+def _linear(inputs=96, outputs=80, bias=True):
+    torch.manual_seed(0)
+    layer = nn.Linear(inputs, outputs, bias=bias)
+    packed.enable(nn.Sequential(layer))
+    return layer
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_rows_equal_linear(bias):
+    """17-256 rows: bitwise F.linear; 4-16 rows: F.linear's small-matrix kernel rounds differently (~1e-7)."""
+    layer = _linear(bias=bias)
+    assert isinstance(layer, packed.PackedLinear)
+    with torch.inference_mode():
+        for rows in (4, 7, 16, 17, 64, 256):
+            x = torch.randn(rows, 96)
+            expected = F.linear(x, layer.weight, layer.bias)
+            got = layer(x)
+            assert layer.packed is not None
+            if rows >= 17:
+                assert torch.equal(got, expected), rows
+            else:
+                torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+        x = torch.randn(2, 8, 96)  # leading dims are rows too
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-6)
+
+
+def test_unpacked_cases_take_plain_linear(monkeypatch):
+    """1-3 or > 256 rows, autograd, other dtypes: F.linear itself (the packed copy is never made)."""
+    layer = _linear()
+    calls = []
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_linear", lambda *a: calls.append(a))
+    with torch.inference_mode():
+        for rows in (1, 3, 257):
+            layer(torch.randn(rows, 96))
+        layer.to(torch.bfloat16)(torch.randn(8, 96, dtype=torch.bfloat16))
+    layer.float()
+    out = layer(torch.randn(8, 96))  # grad enabled, weight requires grad: training must see the real weight
+    out.sum().backward()
+    assert layer.weight.grad is not None and not calls and layer.packed is None
+
+
+def test_weight_changed_after_packing_is_packed_again():
+    layer = _linear()
+    x = torch.randn(32, 96)
+    with torch.inference_mode():
+        layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+
+
+def test_enable_keeps_parameters_and_disable_restores():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    keys = list(model.state_dict())
+    assert packed.enable(model) == 2 and list(model.state_dict()) == keys
+    with torch.inference_mode():
+        model(torch.randn(5, 8))
+    packed.disable(model)
+    assert all(type(m) is nn.Linear for m in model if isinstance(m, nn.Linear)) and "packed" not in model[0].__dict__
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("LEANFORMERS_PACKED_LINEAR", "0")
+    model = nn.Sequential(nn.Linear(8, 8))
+    assert packed.enable(model) == 0 and type(model[0]) is nn.Linear
+
+
+def _packed_count(model):
+    return sum(isinstance(m, packed.PackedLinear) and m.packed is not None for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                                      bos_token_id=1, eos_token_id=2)).eval()
+    torch.manual_seed(0)
+    marian = MarianMTModel(MarianConfig(vocab_size=64, d_model=64, encoder_layers=2, decoder_layers=2,
+                                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+                                        decoder_ffn_dim=128, max_position_embeddings=64, pad_token_id=63,
+                                        decoder_start_token_id=63, eos_token_id=0)).eval()
+    folders = {}
+    for name, model in (("gpt2", gpt2), ("marian", marian)):
+        folders[name] = tmp_path_factory.mktemp(name)
+        model.save_pretrained(folders[name])
+    return {"gpt2": (gpt2, AutoModelForCausalLM.from_pretrained(folders["gpt2"])),
+            "marian": (marian, AutoModelForSeq2SeqLM.from_pretrained(folders["marian"]))}
+
+
+def test_generate_packs_for_batches_and_matches_oracle(pair):
+    """Batch 4 greedy and batch 2 x 4 beams run packed (decode rows >= 4) with the oracle's ids; batch 1 greedy
+    (one row a step) packs nothing."""
+    theirs, ours = pair["gpt2"]
+    ids, mask = random_inputs(64, batch=1, length=6, special=(0, 1, 2))
+    assert_generate_equal(theirs, ours, ids, mask, max_new_tokens=8, do_sample=False)
+    assert _packed_count(ours) == 0
+    ids, mask = random_inputs(64, batch=4, length=7, pad_right=False, special=(0, 1, 2))
+    assert_generate_equal(theirs, ours, ids, mask, max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert _packed_count(ours) == sum(isinstance(m, nn.Linear) for m in ours.modules()) > 0
+    theirs, ours = pair["marian"]
+    ids, mask = random_inputs(63, batch=2, length=9, special=(0,))
+    assert_generate_equal(theirs, ours, ids, mask, max_new_tokens=10, num_beams=4, no_repeat_ngram_size=3)
+    assert _packed_count(ours) > 0
