@@ -200,12 +200,15 @@ def test_beam_search_keeps_one_cross_row_per_sentence(case, mode, pair):
 
 
 @pytest.mark.parametrize("case", ["marian", "bert2gpt2"])
-def test_sampling_with_several_sequences_and_greedy(case, pair):
+def test_sampling_greedy_and_uncached_beams(case, pair):
+    """Sampling several sequences per input, beam sampling, greedy (k = 1), and beams without a cache (the decoder
+    then projects the B encoder rows at every step)."""
     theirs, ours = pair(case)
     ids, mask = _encoder_inputs(theirs.config)
     for settings, rows in ((dict(do_sample=True, num_return_sequences=3, top_k=20, max_new_tokens=8), 3),
                            (dict(do_sample=True, num_beams=2, num_return_sequences=2, max_new_tokens=8), 2),
-                           (dict(max_new_tokens=8), 1)):
+                           (dict(max_new_tokens=8), 1),
+                           (dict(num_beams=3, use_cache=False, max_new_tokens=6), 1)):
         torch.manual_seed(7)
         with torch.no_grad():
             expected = theirs.generate(input_ids=ids, attention_mask=mask, **settings)
@@ -213,7 +216,8 @@ def test_sampling_with_several_sequences_and_greedy(case, pair):
         got = ours.generate(input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **settings)
         assert torch.equal(got.sequences, expected), f"{case} {settings}:\n{expected}\n{got.sequences}"
         assert got.sequences.shape[0] == rows * ids.shape[0]
-        assert _cross_rows(got.past_key_values) == {ids.shape[0]}
+        if settings.get("use_cache", True):
+            assert _cross_rows(got.past_key_values) == {ids.shape[0]}
 
 
 def test_models_without_the_flag_get_the_encoder_output_repeated(pair):

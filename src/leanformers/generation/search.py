@@ -3,7 +3,9 @@
 causal LM:        model(input_ids, attention_mask, [position_ids], past_key_values, use_cache)
                   -> .logits, .past_key_values
 encoder-decoder:  model.get_encoder()(input_ids, attention_mask) once, then
-                  model(encoder_outputs, attention_mask, decoder_input_ids, past_key_values, use_cache)
+                  model(encoder_outputs, attention_mask, decoder_input_ids, past_key_values, use_cache);
+                  the encoder output and mask are repeated per beam / returned sequence unless the model declares
+                  `grouped_cross_attention` (its decoder then takes them once per input, B rows for B * k)
 The prompt goes in once (prefill); after that each step feeds only the newest token and the cache. Token choice,
 tie-breaking and beam bookkeeping follow transformers 4.57.6 op for op, so the ids are the same.
 """
