@@ -508,7 +508,10 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
 
     prompt_length = input_ids.shape[1]
     _prepare_lengths(gc, model.config, prompt_length, max_length_given)
-    processors = build_processors(gc, prompt_length, eos, encoder_input_ids) + list(logits_processor or [])
+    # the processors may write into the scores they get unless the raw logits are kept (beam search gives them its
+    # own log-softmax copy)
+    inplace = gc.num_beams > 1 or not gc.output_logits
+    processors = build_processors(gc, prompt_length, eos, encoder_input_ids, inplace) + list(logits_processor or [])
     is_done = _StoppingCheck(gc, eos, tokenizer)
     step = _Stepper(model, attention_mask, gc.use_cache, encoder_outputs, decoder_attention_mask, model_kwargs)
     record = _Record(gc)
