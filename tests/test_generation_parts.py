@@ -45,21 +45,27 @@ def _oracle_processors(settings, prompt_length, encoder_input_ids):
                                        device="cpu"), gc._eos_token_tensor
 
 
+@pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("settings", PROCESSOR_SETTINGS)
-def test_processors_equal_oracle_on_random_scores(settings):
-    """The probability vectors after our processors equal transformers' LogitsProcessorList within 1e-5."""
+def test_processors_equal_oracle_on_random_scores(settings, inplace):
+    """The probability vectors after our processors equal transformers' LogitsProcessorList within 1e-5, whether
+    the bans copy the scores or write into them (as generate() lets them when it owns the scores)."""
     g = torch.Generator().manual_seed(0)
     vocab, rows = 50, 6
     encoder_input_ids = torch.randint(0, vocab, (2, 9), generator=g)
     theirs_list, eos = _oracle_processors(settings, 8, encoder_input_ids)
-    ours_list = build_processors(GenerationConfig(**{"eos_token_id": 2, **settings}), 8, eos, encoder_input_ids)
+    ours_list = build_processors(GenerationConfig(**{"eos_token_id": 2, **settings}), 8, eos, encoder_input_ids,
+                                 inplace=inplace)
     assert len(ours_list) == len(theirs_list) > 0
     for length in (1, 3, 8, 12, 20):
         input_ids = torch.randint(0, 12, (rows, length), generator=g)
         scores = torch.randn(rows, vocab, generator=g) * 3
         scores[0, 5] = float("nan") if settings.get("remove_invalid_values") else scores[0, 5]
         theirs = theirs_list(input_ids, scores.clone())
-        ours = apply_processors(ours_list, input_ids, scores.clone())
+        given = scores.clone()
+        ours = apply_processors(ours_list, input_ids, given)
+        if not inplace:
+            assert torch.equal(given.nan_to_num(), scores.nan_to_num()), "a processor wrote into the given scores"
         assert torch.equal(torch.isneginf(theirs), torch.isneginf(ours)), f"length {length}: masks differ"
         diff = (theirs.softmax(-1) - ours.softmax(-1)).abs().nan_to_num(0.0).max().item()
         assert diff <= 1e-5, f"length {length}: probabilities differ by {diff}"
