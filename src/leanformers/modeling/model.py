@@ -5,7 +5,6 @@ The concrete classes users import (`BertForSequenceClassification`, `GPT2LMHeadM
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..config import Config
