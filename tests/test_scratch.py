@@ -74,3 +74,26 @@ def test_each_thread_has_its_own_scratch():
         t.join()
     assert all(torch.equal(results[i], expected[i]) for i in range(4))
     assert len(set(buffers.values())) == 4
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_inference_paths_give_the_training_paths_numbers(model_type):
+    """A whole model under inference_mode (scratch MLPs, residuals added into the sublayer's output) gives bitwise
+    what the same model computes with autograd on (fresh tensors everywhere)."""
+    from leanformers import AutoModel
+    from leanformers.config import Config
+
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=99)
+    config = Config.from_dict({"model_type": model_type, **sizes})
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    ids = torch.randint(0, 99, (4, 70))
+    mask = torch.ones_like(ids)
+    mask[1, 50:] = 0
+    with torch.enable_grad():
+        training = model(input_ids=ids, attention_mask=mask).last_hidden_state.detach()
+    with torch.inference_mode():
+        layers.release_scratch()
+        inference = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert layers._SCRATCH.buffer is not None
+    assert torch.equal(training, inference)
