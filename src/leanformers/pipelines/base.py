@@ -46,6 +46,11 @@ class Pipeline:
         if device is not None:
             self.model.to(_torch_device(device))
         self.model.eval()
+        from ..modeling import packed
+        from ..modeling.model import PreTrainedModel
+
+        if isinstance(self.model, PreTrainedModel):  # passes of 4-256 rows (a sentence, an input's label pairs)
+            packed.enable(self.model)                # then multiply by weights packed once, not on every call
         self._defaults = dict(kwargs)
         self.parameters(**self._defaults)  # bad construction-time options fail here, not at the first call
 
