@@ -119,3 +119,23 @@ def test_generate_packs_for_batches_and_matches_oracle(pair):
     ids, mask = random_inputs(63, batch=2, length=9, special=(0,))
     assert_generate_equal(theirs, ours, ids, mask, max_new_tokens=10, num_beams=4, no_repeat_ngram_size=3)
     assert _packed_count(ours) > 0
+
+
+def test_beam_buffers_reused_only_when_nobody_keeps_them(pair):
+    """Beam search reuses its log-softmax buffer and the cache's spare buffers across steps; a caller's own
+    processor, which may keep the scores it sees, gets a fresh tensor each step; ids stay the oracle's."""
+    theirs, ours = pair["marian"]
+    ids, mask = random_inputs(63, batch=2, length=9, special=(0,))
+    seen = []
+
+    def keep(input_ids, scores):
+        seen.append(scores)
+        return scores
+
+    expected = theirs.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3)
+    got = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3, logits_processor=[keep])
+    assert torch.equal(got, expected)
+    assert len({t.data_ptr() for t in seen}) == len(seen) > 1
+    cache = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3,
+                          return_dict_in_generate=True).past_key_values
+    assert cache._spare_keys[0] is not None and cache._spare_keys[0].data_ptr() != cache._keys[0].data_ptr()

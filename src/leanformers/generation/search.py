@@ -312,10 +312,17 @@ def _beam_search(step, input_ids, gc, processors, is_done, eos, pad, batch_size,
     fill = (pad if pad is not None and bool(pad) else eos[0]) if eos is not None else -1
     b = _init_beams(input_ids, batch_size, num_beams, max_length, fill)
     batch_offset = torch.arange(batch_size, device=device).view(-1, 1) * num_beams
+    log_probs_buffer = None
+    reuse = record.scores is None and all(type(p).__module__ == apply_processors.__module__ for p in processors)
     while True:
         flat = b.running_sequences[:, :, :cur_len].reshape(batch_size * num_beams, cur_len)
         logits = step(flat)
-        log_probs = apply_processors(processors, flat, torch.nn.functional.log_softmax(logits, dim=-1))  # (B*nb, V)
+        # the log-softmax goes into one buffer reused every step (a fresh 15 MB tensor per step of a 59k vocabulary
+        # at 64 rows pays its page faults again) unless the processed scores are kept for the caller or a
+        # caller's own processor sees them (it might keep them)
+        if not reuse or log_probs_buffer is None or log_probs_buffer.shape != logits.shape:
+            log_probs_buffer = torch.empty_like(logits)
+        log_probs = apply_processors(processors, flat, torch.log_softmax(logits, dim=-1, out=log_probs_buffer))
         record.add(logits, log_probs)
         vocab_size = log_probs.shape[-1]
         log_probs = log_probs.view(batch_size, num_beams, vocab_size)

@@ -14,6 +14,9 @@ class KVCache:
         self._keys: list[torch.Tensor | None] = [None] * num_layers    # (B, H_kv, capacity, D)
         self._values: list[torch.Tensor | None] = [None] * num_layers
         self._lengths = [0] * num_layers
+        # beam search: the buffers replaced by the last reorder, reused as the next reorder's destination
+        self._spare_keys: list[torch.Tensor | None] = [None] * num_layers
+        self._spare_values: list[torch.Tensor | None] = [None] * num_layers
         # cross K/V, (B, H, S, D) each, B = encoder rows: one per sentence under grouped cross-attention (fewer than
         # the decoder's B*k beam rows), or one per decoder row when the encoder output was expanded
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
@@ -46,7 +49,9 @@ class KVCache:
         """Keep the rows of `beam_idx` (beam search): every layer's self and cross K/V and batch-first extras."""
         for i, (k, v) in enumerate(zip(self._keys, self._values)):
             if k is not None:
-                self._keys[i], self._values[i] = k.index_select(0, beam_idx), v.index_select(0, beam_idx)
+                used = self._lengths[i]
+                self._keys[i], self._spare_keys[i] = _gather_rows(k, self._spare_keys[i], beam_idx, used), k
+                self._values[i], self._spare_values[i] = _gather_rows(v, self._spare_values[i], beam_idx, used), v
         # cross K/V stay as they are: beams move only within their own sentence, and the cross K/V hold either one
         # row per sentence (grouped cross-attention, when beam_idx has a multiple of their rows) or the same row
         # for each of its beams (expanded), so reordering would copy them unchanged every step
@@ -61,3 +66,14 @@ class KVCache:
     def crop(self, length: int):
         """Forget everything after `length` positions (assisted decoding, stop-string rollback)."""
         self._lengths = [min(n, length) for n in self._lengths]
+
+
+def _gather_rows(buffer: torch.Tensor, spare: torch.Tensor | None, rows: torch.Tensor, used: int) -> torch.Tensor:
+    """(N, H, capacity, D) buffer -> its `rows`, written into `spare` (the buffer the previous reorder replaced) when
+    the shapes fit: only the `used` positions are copied, and no fresh buffer is page-faulted in every step."""
+    shape = (rows.shape[0], *buffer.shape[1:])
+    if spare is None or spare.shape != shape or spare.dtype != buffer.dtype or spare.device != buffer.device:
+        spare = buffer.new_empty(shape)
+    torch.index_select(buffer[:, :, :used], 0, rows, out=spare[:, :, :used])
+    return spare
+
