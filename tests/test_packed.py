@@ -139,3 +139,23 @@ def test_beam_buffers_reused_only_when_nobody_keeps_them(pair):
     cache = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3,
                           return_dict_in_generate=True).past_key_values
     assert cache._spare_keys[0] is not None and cache._spare_keys[0].data_ptr() != cache._keys[0].data_ptr()
+
+
+def test_packed_models_deepcopy_and_save():
+    """The packed copy is opaque (no storage): deepcopy and torch.save leave it out and the copy packs again."""
+    import copy
+    import io
+
+    layer = _linear()
+    x = torch.randn(8, 96)
+    with torch.inference_mode():
+        expected = layer(x)
+    assert layer.packed is not None
+    clone = copy.deepcopy(layer)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    with torch.inference_mode():
+        assert torch.equal(clone(x), expected) and torch.equal(loaded(x), expected)
+    assert clone.packed is not None and layer.packed is not None

@@ -37,6 +37,10 @@ class PackedLinear(nn.Linear):
     packed: torch.Tensor | None = None
     packed_for: tuple | None = None
 
+    def __getstate__(self):  # copy.deepcopy / torch.save: the packed copy is opaque to them; it is remade on use
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {k: v for k, v in state.items() if k not in ("packed", "packed_for")}
+
     def forward(self, x):
         weight = self.weight
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
