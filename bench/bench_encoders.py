@@ -7,7 +7,6 @@ The two libraries alternate within each repeat and each keeps its best time, so 
 Run: .venv/bin/python bench/bench_encoders.py [--repeats 3]
 """
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
