@@ -136,9 +136,24 @@ def test_beam_buffers_reused_only_when_nobody_keeps_them(pair):
     got = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3, logits_processor=[keep])
     assert torch.equal(got, expected)
     assert len({t.data_ptr() for t in seen}) == len(seen) > 1
-    cache = ours.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_beams=3,
-                          return_dict_in_generate=True).past_key_values
-    assert cache._spare_keys[0] is not None and cache._spare_keys[0].data_ptr() != cache._keys[0].data_ptr()
+
+
+def test_cache_reorder_moves_only_rows_from_other_rows():
+    """reorder_cache in place: rows whose beam stays put are not copied; the result is a gather of every row."""
+    from leanformers.modeling.cache import KVCache
+
+    cache = KVCache(2)
+    for layer in range(2):
+        cache.update(layer, torch.randn(6, 2, 5, 4), torch.randn(6, 2, 5, 4))
+    before = [(k.clone(), v.clone()) for k, v in (cache.update(i, torch.randn(6, 2, 1, 4), torch.randn(6, 2, 1, 4))
+                                                 for i in range(2))]
+    buffers = [k.data_ptr() for k in cache._keys]
+    rows = torch.tensor([0, 0, 2, 1, 4, 4])
+    cache.reorder_cache(rows)
+    assert [k.data_ptr() for k in cache._keys] == buffers
+    for i, (k, v) in enumerate(before):
+        used = cache.get_seq_length(i)
+        assert torch.equal(cache._keys[i][:, :, :used], k[rows]) and torch.equal(cache._values[i][:, :, :used], v[rows])
 
 
 def test_packed_models_deepcopy_and_save():
