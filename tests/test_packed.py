@@ -174,3 +174,17 @@ def test_packed_models_deepcopy_and_save():
     with torch.inference_mode():
         assert torch.equal(clone(x), expected) and torch.equal(loaded(x), expected)
     assert clone.packed is not None and layer.packed is not None
+
+
+def test_decode_rows_counts_prompts_times_beams(pair):
+    from leanformers.generation import GenerationConfig
+    from leanformers.modeling.outputs import ModelOutput
+
+    _, ours = pair["marian"]
+    ids = torch.zeros(3, 5, dtype=torch.long)
+    assert ours.decode_rows(ids) == 3 * (ours.generation_config.num_beams or 1)
+    assert ours.decode_rows(ids, num_beams=4) == 12
+    assert ours.decode_rows(input_ids=ids, num_beams=2, num_return_sequences=2) == 6
+    assert ours.decode_rows(inputs=ids, generation_config=GenerationConfig(num_beams=5)) == 15
+    encoder_outputs = ModelOutput(last_hidden_state=torch.zeros(2, 5, 64))
+    assert ours.decode_rows(encoder_outputs=encoder_outputs, num_beams=3) == 6
