@@ -130,8 +130,8 @@ def _transpose(spec, state_dict):
     patterns = _compile(tuple((t, t) for t in spec.transpose))
     flipped = {k for k, v in state_dict.items() if _apply(patterns, k.split(".", 1)[1]) is not None and v.dim() == 2}
     # the transposed tensors are copies; copy the rest too, so that no tensor keeps the memory-mapped file alive:
-    # a mapping left open would keep the pages the transposes read resident next to their copies (GPT-2: RSS after
-    # loading 932 -> ~500 MB, the weights once)
+    # a mapping left open would keep the pages the transposes read resident next to their copies (GPT-2-size: RSS
+    # after loading 932 -> 758 MB)
     return {k: v.t().contiguous() if k in flipped else v.clone() if flipped else v for k, v in state_dict.items()}
 
 

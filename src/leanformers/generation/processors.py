@@ -124,6 +124,7 @@ class BadWords(_Ban):
         eos = set(eos_token_id.tolist()) if eos_token_id is not None else set()
         words = [w for w in bad_words_ids if not (len(w) == 1 and w[0] in eos)]
         self.single = torch.tensor(sorted({w[0] for w in words if len(w) == 1}), dtype=torch.long)
+        self.single_mask = _VocabMask(self.single)
         self.sequences = [w for w in words if len(w) > 1]
 
     def __call__(self, input_ids, scores):
@@ -132,8 +133,7 @@ class BadWords(_Ban):
                   [t for t in self.single.tolist() if t >= vocab_size]
         if too_big:
             raise ValueError(f"`bad_words_ids` names tokens {too_big} beyond the vocabulary size {vocab_size}.")
-        scores = scores if self.inplace else scores.clone()
-        scores.index_fill_(1, self.single.to(scores.device), NEG_INF)
+        scores = self.single_mask.ban(scores, self.inplace)  # a copy unless in place: the sequences write below
         for word in self.sequences:
             if len(word) > input_ids.shape[1]:
                 continue

@@ -44,15 +44,13 @@ class KVCache:
 
     def reorder_cache(self, beam_idx: torch.Tensor):
         """Keep the rows of `beam_idx` (beam search): every layer's self and cross K/V and batch-first extras."""
-        moved = None
+        moved = (beam_idx != torch.arange(beam_idx.shape[0], device=beam_idx.device)).nonzero().view(-1)
         for i, (k, v) in enumerate(zip(self._keys, self._values)):
             if k is None:
                 continue
             if k.shape[0] != beam_idx.shape[0]:  # a different row count: gather into new buffers
                 self._keys[i], self._values[i] = k.index_select(0, beam_idx), v.index_select(0, beam_idx)
                 continue
-            if moved is None:
-                moved = (beam_idx != torch.arange(beam_idx.shape[0], device=beam_idx.device)).nonzero().view(-1)
             _move_rows(k, beam_idx, moved, self._lengths[i])
             _move_rows(v, beam_idx, moved, self._lengths[i])
         # cross K/V stay as they are: beams move only within their own sentence, and the cross K/V hold either one

@@ -38,8 +38,7 @@ class PackedLinear(nn.Linear):
     packed_for: tuple | None = None
 
     def __getstate__(self):  # copy.deepcopy / torch.save: the packed copy is opaque to them; it is remade on use
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {k: v for k, v in state.items() if k not in ("packed", "packed_for")}
+        return {k: v for k, v in super().__getstate__().items() if k not in ("packed", "packed_for")}
 
     def forward(self, x):
         weight = self.weight
