@@ -126,9 +126,12 @@ class FineTuning:
         return new
 
     def _init_std(self) -> float:
+        """The std fresh word embeddings get (T5: initializer_factor, not initializer_range)."""
         from .init import default_std
 
-        return default_std(self.config)
+        rule = getattr(type(self).spec, "init_std", None)
+        custom = rule(self.input_embeddings_name(), self.config) if rule is not None else None
+        return default_std(self.config) if custom is None else custom
 
 
 def _added_rows(weight: torch.Tensor, count: int, mean_resizing: bool, std: float) -> torch.Tensor:
