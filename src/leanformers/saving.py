@@ -16,7 +16,7 @@ from functools import cache
 
 import torch
 
-from .loading import _compile
+from .loading import _apply, _compile
 
 WEIGHTS = {True: ("model.safetensors", "model.safetensors.index.json"),
            False: ("pytorch_model.bin", "pytorch_model.bin.index.json")}
@@ -33,14 +33,6 @@ def _inverse(templates: tuple[tuple[str, str], ...]):
     for source, target in templates:
         first.setdefault(target, source)
     return _compile(tuple((target, source) for target, source in first.items()))
-
-
-def _apply(compiled, key):
-    for pattern, target in compiled:
-        m = pattern.match(key)
-        if m:
-            return target.format(*m.groups()) + key[m.end():]
-    return None
 
 
 def base_prefix(spec, task: str) -> str:

@@ -10,6 +10,9 @@ from torch import nn
 class FineTuning:
     """Mixed into PreTrainedModel (which provides config, spec, task, model, head, tie_weights, tied_weights)."""
 
+    main_input_name = "input_ids"  # what a Trainer reads lengths from (transformers' attribute)
+    supports_gradient_checkpointing = True
+
     # ---- the base model under transformers' attribute name
     @property
     def base_model(self) -> nn.Module:
