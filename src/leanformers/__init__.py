@@ -2,7 +2,7 @@
 
 Importing this package is cheap: torch and the model code load on first use of a name that needs them.
 """
-from .config import AutoConfig, Config
+from .config import CONFIG_CLASSES, AutoConfig, Config
 
 __version__ = "0.1.0"
 
@@ -17,6 +17,7 @@ _LAZY = {
     "PreTrainedModel": "modeling.model",
     "GenerationConfig": "generation", "TextStreamer": "generation", "TextIteratorStreamer": "generation",
     "pipeline": "pipelines",
+    **{name: "config" for name in CONFIG_CLASSES},  # BertConfig, GPT2Config, ... (no torch)
 }
 
 
