@@ -568,17 +568,17 @@ class Trainer:
         try:
             if hasattr(type(model), "from_pretrained") and os.path.isfile(os.path.join(folder, "config.json")):
                 saved = type(model).from_pretrained(folder)
-                missing = saved.loading_info.get("missing_keys", []) if hasattr(saved, "loading_info") else []
+                missing = getattr(saved, "loading_info", {}).get("missing_keys", [])
                 if missing:
                     raise ValueError(f"it lacks the weights {missing[:5]}")
-                state = saved.state_dict()
-            else:
-                from safetensors.torch import load_file
+                result = model.load_state_dict(saved.state_dict(), strict=False)
+                missing = result.missing_keys
+            else:  # a plain nn.Module: its own names, shared tensors stored once (safetensors' save_model)
+                from safetensors.torch import load_model
 
-                state = load_file(os.path.join(folder, "model.safetensors"))
-            result = model.load_state_dict(state, strict=False)
-            if result.missing_keys:
-                raise ValueError(f"it lacks the weights {result.missing_keys[:5]}")
+                missing, _ = load_model(model, os.path.join(folder, "model.safetensors"), strict=False)
+            if missing:
+                raise ValueError(f"it lacks the weights {list(missing)[:5]}")
         except (ValueError, RuntimeError, OSError) as err:
             raise ValueError(f"the checkpoint {folder!r} does not fit this model ({type(model).__name__}): {err}") \
                 from None
