@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-4
-COMMON = dict(report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1, seed=7)
+COMMON = {"report_to": "none", "disable_tqdm": True, "save_strategy": "no", "logging_steps": 1, "seed": 7}
 
 
 def token_rows(n: int, length: int = 12, vocab: int = 100, num_labels: int = 3, seed: int = 0, causal=False):

@@ -8,19 +8,24 @@ import pytest
 import torch
 
 import leanformers as lf
-from leanformers.training import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from leanformers.training import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from leanformers.training.callbacks import ProgressCallback
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-QUIET = dict(report_to="none", disable_tqdm=True, save_strategy="no", learning_rate=1e-3)
+QUIET = {"report_to": "none", "disable_tqdm": True, "save_strategy": "no", "learning_rate": 1e-3}
 
 
 def tiny_classifier(num_labels=3):
-    config = lf.Config.from_dict(dict(model_type="bert", vocab_size=60, hidden_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
-                                      num_labels=num_labels, hidden_dropout_prob=0.0,
-                                      attention_probs_dropout_prob=0.0))
+    config = lf.Config.from_dict({"model_type": "bert", "vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 1,
+                                      "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+                                      "num_labels": num_labels, "hidden_dropout_prob": 0.0,
+                                      "attention_probs_dropout_prob": 0.0})
     torch.manual_seed(0)
     model = lf.AutoModelForSequenceClassification.from_config(config)
     if not any(p.requires_grad for p in model.parameters()):
