@@ -16,7 +16,8 @@ import torch
 PREFIX = "checkpoint"
 TMP_PREFIX = "tmp-checkpoint"
 STATE_FILE = "trainer_state.json"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 _NAME = re.compile(rf"^{PREFIX}-(\d+)$")
 
 

@@ -157,8 +157,9 @@ class Trainer:
             return self.optimizer
         args, named = self.args, list(self.model.named_parameters())
         decay = set(self.get_decay_parameter_names(self.model))
-        groups = [{"params": [p for n, p in named if n in decay and p.requires_grad], "weight_decay": args.weight_decay},
-                  {"params": [p for n, p in named if n not in decay and p.requires_grad], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for n, p in named if n in decay and p.requires_grad], "weight_decay": args.weight_decay},
+            {"params": [p for n, p in named if n not in decay and p.requires_grad], "weight_decay": 0.0}]
         if not any(p.requires_grad for _, p in named):
             raise ValueError("the model has no trainable parameter (every requires_grad is False)")
         if args.optim == "sgd":
@@ -286,7 +287,8 @@ class Trainer:
             max_steps, num_epochs = args.max_steps, math.ceil(args.max_steps / updates_per_epoch)
             num_samples = max_steps * args.per_device_train_batch_size * ga * distributed.world_size()
         else:
-            max_steps, num_epochs = math.ceil(args.num_train_epochs * updates_per_epoch), math.ceil(args.num_train_epochs)
+            max_steps = math.ceil(args.num_train_epochs * updates_per_epoch)
+            num_epochs = math.ceil(args.num_train_epochs)
             num_samples = len(self.train_dataset) * args.num_train_epochs
         if self._created_scheduler:
             self.lr_scheduler, self._created_scheduler = None, False
