@@ -3,6 +3,8 @@
 read (safetensors memory-mapped, .bin with weights_only=True) -> rename to our names (the spec's table) -> transpose
 what was stored transposed -> check shapes -> assign into a model built on the meta device (no wasted random init)
 -> initialise only what the checkpoint lacked, and say so -> tie the output projection -> dtype -> eval mode.
+The model comes back trainable (requires_grad=True) in eval() mode, as transformers returns it; inference fast paths
+key on torch.is_grad_enabled() (no_grad / inference_mode), not on frozen parameters.
 """
 from __future__ import annotations
 
@@ -156,7 +158,7 @@ def initialise(model: nn.Module, only_meta: bool = True, dtype=torch.float32) ->
                 data.normal_(0.0, std)
             else:
                 data.zero_()
-            setattr(module, name, nn.Parameter(data, requires_grad=False))
+            setattr(module, name, nn.Parameter(data))
             done.append(f"{module_name}.{name}" if module_name else name)
     return done
 
@@ -257,7 +259,6 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     model.tie_weights()  # before initialising, so a tied output projection is not drawn at random for nothing
     missing = [n for n in initialise(model, dtype=dtype) if n not in ties]
     model.tie_weights()
-    model.requires_grad_(False)
     model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
     if missing:
         logger.warning("Some weights of %s were not initialized from %s and are newly initialized: %s\n"

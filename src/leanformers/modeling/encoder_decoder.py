@@ -181,7 +181,6 @@ class EncoderDecoderFamily(PreTrainedModel):
 
         initialise(model)
         model.tie_weights()
-        model.requires_grad_(False)
         model.loading_info = {key: [f"model.{side}.{name}" for side in SIDES
                                     for name in getattr(models[side], "loading_info", {}).get(key, [])]
                               for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}

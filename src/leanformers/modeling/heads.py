@@ -126,8 +126,9 @@ class LMHead(nn.Module):
 
     def forward(self, outputs, **inputs):
         logits = self.decoder(outputs.last_hidden_state)
-        if self.final_logits_bias is not None:  # in place when no gradient flows: no second (rows, vocab) tensor
-            logits = logits + self.final_logits_bias if logits.requires_grad else logits.add_(self.final_logits_bias)
+        if self.final_logits_bias is not None:  # in place under no_grad: no second (rows, vocab) tensor
+            bias = self.final_logits_bias
+            logits = logits + bias if torch.is_grad_enabled() else logits.add_(bias)
         return {"logits": logits}
 
 
