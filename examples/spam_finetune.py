@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from leanformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+from leanformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HAM, SPAM = ("easy-ham-1", "easy-ham-2", "hard-ham-1"), ("spam-1", "spam-2")
