@@ -14,7 +14,8 @@ from leanformers.cli import main
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOKENIZER = Path(__file__).resolve().parents[1] / ".models" / "minilm"
-WORDS = ("the cat sat on a mat while dogs ran past quiet old houses near green fields").split(" ")
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "ran", "past", "quiet", "old", "houses", "near",
+         "green", "fields"]
 
 
 @pytest.fixture(scope="module")
