@@ -13,8 +13,8 @@ transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FOLDER = Path(__file__).resolve().parents[1] / ".models" / "minilm"
-SENTENCES = ["Hello world!", "The quick brown fox jumps over the lazy dog.", "A", "Tokenizers split words into "
-             "sub-word pieces like unbelievably."]
+SENTENCES = ["Hello world!", "The quick brown fox jumps over the lazy dog.", "A",
+             "Tokenizers split words into sub-word pieces like unbelievably."]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,7 @@ def test_with_padding(tokenizers, options):
                       collators.DataCollatorWithPadding(ours, **options)(features(ours, **labels)))
 
 
-def test_default_collator(tokenizers):
-    ours, theirs = tokenizers
+def test_default_collator():
     rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 0], "label": 2, "text": "ignored"},
             {"input_ids": [8, 9, 10], "attention_mask": [1, 1, 1], "label": 0, "text": "ignored"}]
     assert_same_batch(transformers.default_data_collator(rows), collators.default_data_collator(rows))
