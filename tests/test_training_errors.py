@@ -160,3 +160,15 @@ def test_progress_bar_shows_loss_rate_and_speed(tmp_path):
     trainer.train()
     last = stream.getvalue().split("\r")[-1]
     assert "2/2" in last and "loss" in last and "learning_rate" in last and "ex/s" in last
+
+
+def test_model_init_and_bf16(tmp_path):
+    """model_init is called after set_seed on every train() (the same fresh model each time); bf16 trains under CPU
+    autocast with finite losses; push_to_hub says the Hub is out of reach."""
+    args = TrainingArguments(str(tmp_path), **QUIET, max_steps=2, per_device_train_batch_size=4, bf16=True,
+                             logging_steps=1)
+    trainer = Trainer(model_init=tiny_classifier, args=args, train_dataset=rows())
+    first = trainer.train().training_loss
+    assert np.isfinite(first) and trainer.train().training_loss == first
+    with pytest.raises(ValueError, match="Hub is out of reach"):
+        Trainer(model=tiny_classifier(), args=TrainingArguments(str(tmp_path), push_to_hub=True))

@@ -81,6 +81,9 @@ class Trainer:
             if model_init is None:
                 raise ValueError("Trainer needs a model (or a model_init function that returns one)")
             model = model_init()
+        if self.args.push_to_hub:
+            raise ValueError("push_to_hub=True: the Hugging Face Hub is out of reach from leanformers; train, then "
+                             "save_model() and upload the folder with huggingface_hub yourself")
         distributed.setup(self.args)
         self.model = model.to(self.args.device)
         self.model_wrapped = self.model
@@ -276,10 +279,10 @@ class Trainer:
         args = self.args
         resume = checkpoint.resolve_resume(resume_from_checkpoint, args.output_dir)
         self._check_output_dir()
-        if self.model_init is not None and resume is None and self.state.global_step > 0:
-            set_seed(args.seed)  # a second train() starts from a fresh model, as transformers does
-            self.model = self.model_init().to(args.device)
-            self.optimizer = None
+        if self.model_init is not None:  # every train() starts from a fresh model, drawn after set_seed (transformers)
+            set_seed(args.seed)
+            self.model = self.callback_handler.model = self.model_init().to(args.device)
+            self.optimizer, self.lr_scheduler = None, None
         loader = self.get_train_dataloader()
         ga = args.gradient_accumulation_steps
         updates_per_epoch = max(math.ceil(len(loader) / ga), 1)
@@ -299,6 +302,9 @@ class Trainer:
                                   is_world_process_zero=args.should_save)
         self.state.compute_steps(args, max_steps)
         if args.gradient_checkpointing:
+            if not hasattr(self.model, "gradient_checkpointing_enable"):
+                raise ValueError(f"gradient_checkpointing=True but {type(self.model).__name__} has no "
+                                 f"gradient_checkpointing_enable()")
             self.model.gradient_checkpointing_enable()
         self._loss = {"since_log": 0.0, "total": 0.0, "last_logged": 0}
         if resume is not None:
