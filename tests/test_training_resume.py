@@ -110,6 +110,11 @@ def assert_same_as_reference(root, output_dir):
     history = [json.loads((d / "history.json").read_text()) for d in (root / "reference", output_dir)]
     history = [[{k: v for k, v in entry.items() if k not in drop} for entry in h] for h in history]
     assert history[0] == history[1]
+    logs = [[json.loads(line) for line in (d / "trainer_log.jsonl").read_text().splitlines()]
+            for d in (root / "reference", output_dir)]
+    drop = (*drop, "time")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in logs[0]] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in logs[1]]  # no step logged twice after the resume
 
 
 def test_sigkill_mid_training_then_resume_equals_uninterrupted(setup):

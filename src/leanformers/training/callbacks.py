@@ -219,6 +219,18 @@ class JsonLinesLogCallback(TrainerCallback):
 
     filename = "trainer_log.jsonl"
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A fresh run starts a fresh log; a resumed one keeps the entries up to its checkpoint's step (the killed
+        run may have logged past it, and those steps are about to run again)."""
+        path = os.path.join(args.output_dir, self.filename)
+        if not args.should_log or not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= state.global_step
+                    and state.global_step > 0]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not args.should_log:
             return

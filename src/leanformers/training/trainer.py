@@ -563,6 +563,8 @@ class Trainer:
                 best = os.path.join(args.output_dir, f"{checkpoint.PREFIX}-{self.state.best_global_step}")
                 if self.state.best_global_step == step or os.path.isdir(best):
                     self.state.best_model_checkpoint = best
+            self.state.stateful_callbacks = {type(cb).__name__: cb.state() for cb in self.callback_handler.callbacks
+                                             if hasattr(cb, "state")}
             self.state.save_to_json(os.path.join(tmp, checkpoint.STATE_FILE))  # last: it marks the folder complete
             checkpoint.commit(tmp, args.output_dir, step)
             checkpoint.rotate(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
@@ -610,6 +612,9 @@ class Trainer:
         for name in ("max_steps", "num_train_epochs", "logging_steps", "eval_steps", "save_steps"):
             setattr(saved, name, getattr(self.state, name))
         self.state = saved
+        for callback in self.callback_handler.callbacks:  # e.g. EarlyStoppingCallback's patience counter
+            for name, value in saved.stateful_callbacks.get(type(callback).__name__, {}).get("attributes", {}).items():
+                setattr(callback, name, value)
         extra = checkpoint.load_torch(self._rng_file(folder), "random-number state").get("leanformers_loss")
         if extra:
             self._loss = dict(extra)
