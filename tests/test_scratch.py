@@ -86,7 +86,7 @@ def test_inference_paths_give_the_training_paths_numbers(model_type):
     sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=99)
     config = Config.from_dict({"model_type": model_type, **sizes})
     torch.manual_seed(0)
-    model = AutoModel.from_config(config)
+    model = AutoModel.from_config(config).eval()  # from_config returns train() mode (dropout on), as transformers
     ids = torch.randint(0, 99, (4, 70))
     mask = torch.ones_like(ids)
     mask[1, 50:] = 0

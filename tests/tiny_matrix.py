@@ -186,3 +186,35 @@ def assert_outputs_close(case: Case, inputs: dict, theirs, ours, atol: float = 1
     if loss and ours.get("loss") is not None:
         keys = keys + ["loss"]
     assert_close(theirs, ours, keys=keys, atol=atol, what=case.class_name)
+
+
+def training_loss(case: Case, inputs: dict, outputs):
+    """The loss to backpropagate: the head's own, or (base models) the mean square of the real tokens' states."""
+    if outputs.get("loss") is not None:
+        return outputs["loss"]
+    hidden = outputs[output_keys(case)[0]]
+    mask = inputs.get("decoder_attention_mask", inputs.get("attention_mask"))
+    if mask is None or mask.shape != hidden.shape[:2]:
+        return hidden.pow(2).mean()
+    return (hidden * mask[..., None]).pow(2).mean()
+
+
+def assert_gradients_close(case: Case, theirs, ours, rtol: float = 1e-4):
+    """After one backward on each: every gradient of the oracle equals ours under its checkpoint name (ours mapped
+    through the spec's inverse renames), within rtol of the oracle gradient's largest entry."""
+    from leanformers.saving import to_checkpoint
+
+    grads = {name: p.grad for name, p in ours.named_parameters() if p.grad is not None}
+    mapped, unnamed = to_checkpoint(type(ours).spec, grads, ours.config, type(ours).task)
+    assert not unnamed, unnamed
+    compared = 0
+    for name, param in theirs.named_parameters():
+        if param.grad is None:
+            continue
+        assert name in mapped, f"{case.class_name}: no gradient for {name}"
+        expected, got = param.grad, mapped[name]
+        scale = float(expected.abs().max())
+        diff = float((expected - got).abs().max())
+        assert diff <= rtol * scale + 1e-7, f"{case.class_name} {name}: grad diff {diff:.3g} (max {scale:.3g})"
+        compared += 1
+    assert compared > 4

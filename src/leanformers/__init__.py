@@ -2,7 +2,7 @@
 
 Importing this package is cheap: torch and the model code load on first use of a name that needs them.
 """
-from .config import AutoConfig, Config
+from .config import CONFIG_CLASSES, AutoConfig, Config
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ _LAZY = {
                      "align_labels_with_tokens", "set_seed", "get_scheduler", "get_linear_schedule_with_warmup",
                      "get_cosine_schedule_with_warmup", "get_constant_schedule", "get_constant_schedule_with_warmup"],
                     "training"),
+    **{name: "config" for name in CONFIG_CLASSES},  # BertConfig, GPT2Config, ... (no torch)
 }
 
 

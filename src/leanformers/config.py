@@ -91,6 +91,55 @@ DEFAULTS: dict[str, dict] = {
 }
 
 
+# the rest of transformers' config-class defaults: dropout and initialisation (what training reads), so that a
+# config built here (BertConfig()) is transformers' and a saved config.json says the same
+_BERT_TRAINING = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02,
+                  "use_cache": True, "classifier_dropout": None}
+_GPT_TRAINING = {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "initializer_range": 0.02}
+_GPT_SUMMARY = {"summary_type": "cls_index", "summary_use_proj": True, "summary_activation": None,
+                "summary_first_dropout": 0.1, "summary_proj_to_labels": True}
+_LLAMA_TRAINING = {"initializer_range": 0.02, "attention_dropout": 0.0}
+_SEQ2SEQ_TRAINING = {"dropout": 0.1, "attention_dropout": 0.0, "activation_dropout": 0.0, "init_std": 0.02,
+                     "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0, "use_cache": True}
+_T5_TRAINING = {"dropout_rate": 0.1, "classifier_dropout": 0.0, "initializer_factor": 1.0, "use_cache": True}
+TRAINING_DEFAULTS: dict[str, dict] = {
+    "bert": _BERT_TRAINING, "roberta": _BERT_TRAINING, "xlm-roberta": _BERT_TRAINING,
+    "electra": {**_BERT_TRAINING, "summary_use_proj": True, "summary_last_dropout": 0.1},
+    "albert": {"hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0, "initializer_range": 0.02,
+               "position_embedding_type": "absolute", "classifier_dropout_prob": 0.1},
+    "distilbert": {"dropout": 0.1, "attention_dropout": 0.1, "initializer_range": 0.02},
+    "gpt2": {**_GPT_TRAINING, **_GPT_SUMMARY, "use_cache": True, "reorder_and_upcast_attn": False},
+    "openai-gpt": {"vocab_size": 40478, "n_positions": 512, "n_embd": 768, "n_layer": 12, "n_head": 12, "afn": "gelu",
+                   "layer_norm_epsilon": 1e-5, **_GPT_TRAINING, **_GPT_SUMMARY},
+    "ctrl": {"vocab_size": 246534, "n_positions": 256, "n_embd": 1280, "n_layer": 48, "n_head": 16, "dff": 8192,
+             "resid_pdrop": 0.1, "embd_pdrop": 0.1, "layer_norm_epsilon": 1e-6, "initializer_range": 0.02,
+             "use_cache": True},
+    "llama": {"vocab_size": 32000, "max_position_embeddings": 2048, "hidden_size": 4096, "intermediate_size": 11008,
+              "num_hidden_layers": 32, "num_attention_heads": 32, "pretraining_tp": 1, "bos_token_id": 1,
+              "eos_token_id": 2, **_LLAMA_TRAINING},
+    "mistral": _LLAMA_TRAINING, "qwen2": _LLAMA_TRAINING,
+    "transfo-xl": {"dropout": 0.1, "dropatt": 0.0, "init": "normal", "init_range": 0.01, "proj_init_std": 0.01,
+                   "init_std": 0.02, "adaptive": True},
+    "bart": {**_SEQ2SEQ_TRAINING, "classifier_dropout": 0.0, "num_hidden_layers": 12},
+    "mbart": {**_SEQ2SEQ_TRAINING, "classifier_dropout": 0.0, "num_hidden_layers": 12},
+    "marian": {**_SEQ2SEQ_TRAINING, "num_hidden_layers": 12},
+    "pegasus": {**_SEQ2SEQ_TRAINING, "num_hidden_layers": 12},
+    "m2m_100": {**_SEQ2SEQ_TRAINING, "attention_dropout": 0.1, "encoder_layerdrop": 0.05, "decoder_layerdrop": 0.05,
+                "num_hidden_layers": 12},
+    "t5": {**_T5_TRAINING, "dense_act_fn": "relu", "is_gated_act": False},
+    "mt5": {**_T5_TRAINING, "dense_act_fn": "gelu_new", "is_gated_act": True, "tokenizer_class": "T5Tokenizer"},
+    "prophetnet": {"vocab_size": 30522, "hidden_size": 1024, "encoder_ffn_dim": 4096, "num_encoder_layers": 12,
+                   "num_encoder_attention_heads": 16, "decoder_ffn_dim": 4096, "num_decoder_layers": 12,
+                   "num_decoder_attention_heads": 16, "max_position_embeddings": 512, "init_std": 0.02,
+                   "activation_function": "gelu", "ngram": 2, "num_buckets": 32, "relative_max_distance": 128,
+                   "disable_ngram_loss": False, "eps": 0.0, "attention_dropout": 0.1, "activation_dropout": 0.1,
+                   "dropout": 0.1, "use_cache": True, "is_encoder_decoder": True, "add_cross_attention": True,
+                   "bos_token_id": 1, "pad_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 0},
+}
+for _model_type, _defaults in TRAINING_DEFAULTS.items():
+    DEFAULTS[_model_type] = {**_defaults, **DEFAULTS.get(_model_type, {})}
+
+
 class Config:
     """config.json as attributes. `config.hidden_size` works whatever the checkpoint calls it."""
 
@@ -195,3 +244,38 @@ class AutoConfig:
     @staticmethod
     def for_model(model_type: str, **kwargs) -> Config:
         return Config(model_type=model_type, **kwargs)
+
+
+# transformers' config class names -> model_type: `BertConfig(num_labels=3)` is Config(model_type="bert", ...) with
+# transformers' defaults for that architecture (DEFAULTS above)
+CONFIG_CLASSES = {
+    "BertConfig": "bert", "DistilBertConfig": "distilbert", "RobertaConfig": "roberta",
+    "XLMRobertaConfig": "xlm-roberta", "AlbertConfig": "albert", "ElectraConfig": "electra", "GPT2Config": "gpt2",
+    "OpenAIGPTConfig": "openai-gpt", "CTRLConfig": "ctrl", "LlamaConfig": "llama", "MistralConfig": "mistral",
+    "Qwen2Config": "qwen2", "TransfoXLConfig": "transfo-xl", "BartConfig": "bart", "MBartConfig": "mbart",
+    "MarianConfig": "marian", "PegasusConfig": "pegasus", "M2M100Config": "m2m_100", "T5Config": "t5",
+    "MT5Config": "mt5", "ProphetNetConfig": "prophetnet", "EncoderDecoderConfig": "encoder-decoder",
+}
+
+
+def _config_class(name: str, model_type: str) -> type:
+    def __init__(self, **kwargs):
+        kwargs.setdefault("model_type", model_type)
+        if kwargs["model_type"] != model_type:
+            raise ValueError(f"{name} is for model_type {model_type!r}; got model_type={kwargs['model_type']!r}")
+        Config.__init__(self, **kwargs)
+
+    doc = f"""The {model_type} config with transformers' {name} defaults; any key may be given (`num_labels=3`)."""
+    return type(name, (Config,), {"__init__": __init__, "__doc__": doc, "model_type": model_type})
+
+
+globals().update({name: _config_class(name, model_type) for name, model_type in CONFIG_CLASSES.items()})
+
+
+def _from_encoder_decoder_configs(cls, encoder_config, decoder_config, **kwargs) -> Config:
+    """EncoderDecoderConfig from two configs; the decoder's is marked is_decoder with cross-attention, as there."""
+    decoder = {**decoder_config.to_dict(), "is_decoder": True, "add_cross_attention": True}
+    return cls(encoder=encoder_config.to_dict(), decoder=decoder, is_encoder_decoder=True, **kwargs)
+
+
+EncoderDecoderConfig.from_encoder_decoder_configs = classmethod(_from_encoder_decoder_configs)  # noqa: F821

@@ -19,7 +19,7 @@ from torch import nn
 
 from . import hub
 from .config import Config
-from .modeling.layers import RMSNorm
+from .modeling.init import init_weights
 
 logger = logging.getLogger("leanformers")
 
@@ -145,22 +145,7 @@ def _checkpoint_name(cls, checkpoint, name: str) -> str:
 # ---------------------------------------------------------------- initialising what the checkpoint lacks
 def initialise(model: nn.Module, only_meta: bool = True, dtype=torch.float32) -> list[str]:
     """Give real storage to parameters still on the meta device (or to all), initialised as transformers does."""
-    std = model.config.get("initializer_range", 0.02)
-    done = []
-    for module_name, module in model.named_modules():
-        for name, param in list(module.named_parameters(recurse=False)):
-            if only_meta and not param.is_meta:
-                continue
-            data = torch.empty(param.shape, dtype=dtype if param.is_meta else param.dtype, device="cpu")
-            if name == "weight" and isinstance(module, (nn.LayerNorm, RMSNorm)):
-                data.fill_(1.0)
-            elif name == "weight" and isinstance(module, (nn.Linear, nn.Embedding)):
-                data.normal_(0.0, std)
-            else:
-                data.zero_()
-            setattr(module, name, nn.Parameter(data))
-            done.append(f"{module_name}.{name}" if module_name else name)
-    return done
+    return init_weights(model, only_meta=only_meta, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -242,7 +227,8 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     mismatched = []
     for name in list(ours):
         if name not in expected:
-            unexpected.append(_checkpoint_name(cls, checkpoint, name))  # report the name the checkpoint uses
+            if not _IGNORED.search(name):  # a buffer the model computes (a rename kept it for saving)
+                unexpected.append(_checkpoint_name(cls, checkpoint, name))  # report the name the checkpoint uses
             del ours[name]
         elif ours[name].shape != expected[name].shape:
             if not ignore_mismatched_sizes:

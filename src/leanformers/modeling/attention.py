@@ -42,8 +42,9 @@ def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, D)
 class Attention(nn.Module):
     def __init__(self, hidden: int, num_heads: int, *, num_kv_heads: int | None = None, head_dim: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, fused_qkv: bool = False, scale: float | None = None,
-                 kv_hidden: int | None = None):
+                 kv_hidden: int | None = None, dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout  # on the attention probabilities, in train() mode
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or hidden // num_heads
@@ -121,7 +122,7 @@ class Attention(nn.Module):
         if not output_attentions:
             gqa = self.num_kv_heads != self.num_heads
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal, scale=self.scale,
-                                                 enable_gqa=gqa)
+                                                 enable_gqa=gqa, dropout_p=self.dropout if self.training else 0.0)
             return out, None
         if self.num_kv_heads != self.num_heads:
             k = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
@@ -133,4 +134,6 @@ class Attention(nn.Module):
             T, S = scores.shape[-2:]
             scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
         probs = scores.float().softmax(-1).to(q.dtype)
+        if self.training and self.dropout > 0:  # the returned probabilities are the ones before dropout
+            return F.dropout(probs, self.dropout, True) @ v, probs
         return probs @ v, probs

@@ -68,6 +68,23 @@ def halves_to_ours(state_dict: dict, config) -> dict:
     return out
 
 
+def halves_to_checkpoint(state_dict: dict, config, task: str) -> dict:
+    """The spec's `unconvert` hook (saving): each half's keys go through its own architecture's inverse, so that
+    `model.encoder.<its checkpoint name>` is left for the pair's renames to prefix."""
+    from ..saving import to_checkpoint  # saving sits above modeling in the import order
+
+    out = {k: v for k, v in state_dict.items() if not k.startswith(tuple(f"model.{side}." for side in SIDES))}
+    for side in SIDES:
+        prefix = f"model.{side}."
+        half = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        sub_config = side_config(config, side)
+        cls = side_class(sub_config, side)
+        theirs, unnamed = to_checkpoint(cls.spec, half, sub_config, cls.task)
+        out.update({prefix + k: v for k, v in theirs.items()})
+        out.update({prefix + k: half[k] for k in unnamed})  # left unnamed: saving reports them
+    return out
+
+
 class Pair(nn.Module):
     """The base stack: the two models and the projection between them (names as transformers': encoder, decoder,
     enc_to_dec_proj)."""

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import activation, norm
+from .layers import activation, dropout, norm
+from .spec import dropout_rate
 
 # task -> the class-name suffix transformers uses (archs may override per task in Spec.class_names)
 TASKS = {
@@ -45,9 +46,10 @@ class MaskedLMHead(nn.Module):
 class ClassificationHead(nn.Module):
     """One vector per sequence (pooler / first / last non-padding / last eos token) -> [dense -> act] -> out."""
 
-    def __init__(self, classifier, config, num_outputs: int):
+    def __init__(self, classifier, config, num_outputs: int, dropout: float = 0.0):
         super().__init__()
         hidden = config.hidden_size
+        self.dropout, self.dropout_first = dropout, classifier.dropout_first  # before the dense and before out
         self.pool = classifier.pool
         # position 0 is all it reads (directly or through the pooler): the stack may skip the other rows at the end
         self.reads_first_only = classifier.pool in ("first", "pooler")
@@ -80,26 +82,31 @@ class ClassificationHead(nn.Module):
     def forward(self, outputs, input_ids=None, **inputs):
         x = self.pooled(outputs, input_ids)
         if self.dense is not None:
+            if self.dropout_first:
+                x = dropout(x, self.dropout, self.training)
             x = self.act(self.dense(x))
-        return {"logits": self.out(x)}
+        return {"logits": self.out(dropout(x, self.dropout, self.training))}
 
 
 class TokenClassificationHead(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, dropout: float = 0.0):
         super().__init__()
         self.out = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout = dropout
 
     def forward(self, outputs, **inputs):
-        return {"logits": self.out(outputs.last_hidden_state)}
+        return {"logits": self.out(dropout(outputs.last_hidden_state, self.dropout, self.training))}
 
 
 class QuestionAnsweringHead(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, dropout: float = 0.0):
         super().__init__()
         self.out = nn.Linear(config.hidden_size, 2)
+        self.dropout = dropout  # DistilBERT's qa_dropout; most architectures have none here
 
     def forward(self, outputs, **inputs):
-        start, end = self.out(outputs.last_hidden_state).split(1, dim=-1)
+        hidden = dropout(outputs.last_hidden_state, self.dropout, self.training)
+        start, end = self.out(hidden).split(1, dim=-1)
         return {"start_logits": start.squeeze(-1).contiguous(), "end_logits": end.squeeze(-1).contiguous()}
 
 
@@ -138,13 +145,13 @@ def build_head(task, spec, config):
     if task == "masked_lm":
         return MaskedLMHead(spec, config)
     if task == "sequence_classification":
-        return ClassificationHead(spec.classifier, config, config.num_labels)
+        return ClassificationHead(spec.classifier, config, config.num_labels, dropout_rate(spec, config, "classifier"))
     if task == "multiple_choice":
-        return ClassificationHead(spec.multiple_choice, config, 1)
+        return ClassificationHead(spec.multiple_choice, config, 1, dropout_rate(spec, config, "classifier"))
     if task == "token_classification":
-        return TokenClassificationHead(config)
+        return TokenClassificationHead(config, dropout_rate(spec, config, "token_classifier"))
     if task == "question_answering":
-        return QuestionAnsweringHead(config)
+        return QuestionAnsweringHead(config, dropout_rate(spec, config, "qa"))
     if task == "pretraining":
         return ReplacedTokenHead(config)
     if task in ("causal_lm", "seq2seq_lm"):

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spec import dropout_rate
+
 
 def _gelu_new(x):  # the tanh approximation GPT-2 and ALBERT were trained with
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
@@ -32,6 +34,11 @@ def activation(name: str):
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
+def dropout(x, p: float, training: bool):
+    """F.dropout, and nothing at all (not even a call) at inference or with p == 0."""
+    return F.dropout(x, p, True) if training and p > 0 else x
 
 
 class RMSNorm(nn.Module):
@@ -85,6 +92,13 @@ def fairseq_sinusoidal_table(num_positions: int, dim: int, padding_idx: int | No
     return table
 
 
+def padding_row(spec, config, table: str, rows: int) -> int | None:
+    """The pad_token_id row of an embedding table that transformers builds with padding_idx (spec.padding_rows):
+    it starts at zero and gets no gradient, as there."""
+    pad = config.get("pad_token_id")
+    return pad if table in spec.padding_rows and pad is not None and 0 <= pad < rows else None
+
+
 class Embeddings(nn.Module):
     """word (+ position) (+ token type), optionally scaled, normed and projected to the hidden size.
 
@@ -96,13 +110,15 @@ class Embeddings(nn.Module):
         super().__init__()
         hidden = config.hidden_size
         size = config.get("embedding_size", hidden) if spec.embedding_projection else hidden
-        self.word = nn.Embedding(config.vocab_size, size, padding_idx=None)
+        self.word = nn.Embedding(config.vocab_size, size, padding_idx=padding_row(spec, config, "word",
+                                                                                  config.vocab_size))
         self.position = None
         kind = config.get("position_embedding_type", "absolute")
         if spec.position == "learned" and kind != "absolute":  # BERT-family relative_key(_query) variants
             raise NotImplementedError(f"config.json: position_embedding_type={kind!r} is not supported, only absolute")
         if spec.position == "learned":
-            self.position = nn.Embedding(config.max_position_embeddings + spec.position_offset, size)
+            positions = config.max_position_embeddings + spec.position_offset
+            self.position = nn.Embedding(positions, size, padding_idx=padding_row(spec, config, "position", positions))
         # CTRL: a fixed table computed here, not stored in checkpoints; a plain CPU tensor (not a buffer) so that a
         # model built on the meta device still has it
         self.sinusoid = None
@@ -118,6 +134,7 @@ class Embeddings(nn.Module):
         project = spec.embedding_projection == "always" or (spec.embedding_projection and size != hidden)
         self.project = nn.Linear(size, hidden) if project else None
         self.scale = math.sqrt(hidden) if spec.embedding_scale else 1.0
+        self.dropout = dropout_rate(spec, config, "embedding")
         self.position_offset = spec.position_offset
         self.max_positions = config.get("max_position_embeddings", 0)
 
@@ -146,6 +163,7 @@ class Embeddings(nn.Module):
             x = x + self.token_type(token_type_ids)
         if self.norm is not None:
             x = self.norm(x)
+        x = dropout(x, self.dropout, self.training)
         if self.project is not None:
             x = self.project(x)
         return x
@@ -204,8 +222,10 @@ class MLP(nn.Module):
     every call (~5-9% of a DistilBERT forward at batch 32). Same kernels, same numbers.
     """
 
-    def __init__(self, hidden: int, inner: int, act: str, gated: bool = False, bias: bool = True):
+    def __init__(self, hidden: int, inner: int, act: str, gated: bool = False, bias: bool = True,
+                 dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout  # after the activation (BART's activation_dropout, T5's dropout_rate)
         self.gate = nn.Linear(hidden, inner, bias=bias) if gated else None
         self.up = nn.Linear(hidden, inner, bias=bias)
         self.down = nn.Linear(inner, hidden, bias=bias)
@@ -215,11 +235,12 @@ class MLP(nn.Module):
     def forward(self, x):
         rows = x.numel() // x.shape[-1]
         if (self.act_ is not None and rows >= SCRATCH_ROWS and not torch.is_grad_enabled() and x.is_contiguous()
+                and not (self.training and self.dropout)
                 and x.dtype == self.up.weight.dtype and not _hooked(self.down)):
             return self.down(self._inner_in_scratch(x.view(rows, -1)).view(*x.shape[:-1], -1))
         if self.gate is not None:
-            return self.down(self.act(self.gate(x)) * self.up(x))
-        return self.down(self.act(self.up(x)))
+            return self.down(dropout(self.act(self.gate(x)) * self.up(x), self.dropout, self.training))
+        return self.down(dropout(self.act(self.up(x)), self.dropout, self.training))
 
     def _inner_in_scratch(self, x):  # x (rows, hidden) -> (rows, inner), in the scratch buffer
         inner = self.up.weight.shape[0]

@@ -8,7 +8,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import Config
-from . import packed
+from . import init, packed
+from .finetune import FineTuning
 from .heads import TASKS, build_head, compute_loss
 from .outputs import ModelOutput
 from .transformer import Transformer
@@ -17,7 +18,7 @@ from .transformer import Transformer
 _PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
-class PreTrainedModel(nn.Module):
+class PreTrainedModel(FineTuning, nn.Module):
     spec = None          # set on each concrete class
     task = "base"
 
@@ -26,9 +27,24 @@ class PreTrainedModel(nn.Module):
         if not isinstance(config, Config):
             config = Config.from_dict(config.to_dict() if hasattr(config, "to_dict") else dict(config))
         self.config = config
-        self.model = self.build_base(config)
-        self.head = self.build_head(config)
+        depth = getattr(init._BUILDING, "depth", 0)
+        init._BUILDING.depth = depth + 1
+        try:
+            self.model = self.build_base(config)
+            self.head = self.build_head(config)
+        finally:
+            init._BUILDING.depth = depth
         self.generation_config = None
+        if depth == 0:  # the outermost model initialises all (as transformers' post_init); not on the meta device
+            self.post_init()
+
+    def post_init(self):
+        """Initialise the weights as transformers does and tie the output projection (nothing on the meta device,
+        where from_pretrained builds the model before the checkpoint fills it)."""
+        first = next(self.parameters(), None)
+        if first is not None and not first.is_meta:
+            init.init_weights(self)
+            self.tie_weights()
 
     def build_base(self, config) -> nn.Module:
         """The base stack; encoder-decoder and decoder families override via their spec's family. An encoder whose
@@ -67,9 +83,6 @@ class PreTrainedModel(nn.Module):
             module_name, _, attr = target.rpartition(".")
             setattr(self.get_submodule(module_name), attr, params[source])
 
-    def get_input_embeddings(self):
-        return self.get_submodule(self.input_embeddings_name().rpartition(".")[0])
-
     # ---- forward
     def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=True, **kwargs):
         token_type_ids = kwargs.get("token_type_ids")
@@ -107,16 +120,29 @@ class PreTrainedModel(nn.Module):
 
         return load_pretrained(cls, name_or_path, *args, **kwargs)
 
+    def save_pretrained(self, save_directory, **kwargs) -> list[str]:
+        """Write config.json, the weights (safetensors, or pytorch_model.bin with safe_serialization=False; sharded
+        above max_shard_size="5GB") in transformers' checkpoint names, and generation_config.json; returns the file
+        names. transformers' from_pretrained loads the folder."""
+        from ..saving import save_pretrained  # saving sits above modeling in the import order
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, *args, **kwargs):
+        """Not supported: raises, saying the Hub is out of reach (save_pretrained a folder instead)."""
+        from ..saving import raise_hub_unreachable
+
+        raise_hub_unreachable()
+
     @classmethod
     def from_config(cls, config, dtype=None, **kwargs):
-        from ..loading import initialise
-
+        """A freshly initialised model (transformers' init) of this class for `config`, in train() mode as
+        transformers returns it (from_pretrained returns eval() mode)."""
         model = cls(config)
-        initialise(model, only_meta=False)
-        model.tie_weights()
         if dtype is not None:
             model.to(dtype)
-        return model.eval()
+        model.load_generation_config(None)
+        return model
 
     def can_generate(self) -> bool:
         return self.task in ("causal_lm", "seq2seq_lm")
@@ -157,9 +183,6 @@ class PreTrainedModel(nn.Module):
     @property
     def dtype(self):
         return next(self.parameters()).dtype
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 class DecoderModel(PreTrainedModel):

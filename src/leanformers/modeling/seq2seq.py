@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import Config
 from .heads import LMHead, compute_loss
-from .layers import Embeddings
+from .layers import Embeddings, sinusoidal_table
 from .model import PreTrainedModel
 from .outputs import ModelOutput
 from .transformer import Transformer
@@ -240,3 +240,20 @@ def drop_stored_sinusoids(state_dict: dict, config) -> dict:
     """Marian and Pegasus checkpoints store their fixed sin/cos position tables (embed_positions.weight, never
     trained: requires_grad=False in transformers); the model computes the same table, so those copies are skipped."""
     return {k: v for k, v in state_dict.items() if not k.endswith(".embeddings.sinusoid.weight")}
+
+
+def store_sinusoids(state_dict: dict, config, task: str) -> dict:
+    """Saving (the inverse of drop_stored_sinusoids): transformers stores the tables, but for MarianMTModel."""
+    if config.model_type == "marian" and task == "seq2seq_lm":  # its _keys_to_ignore_on_save
+        return state_dict
+    dtype = next(iter(state_dict.values())).dtype
+    table = sinusoidal_table(config.max_position_embeddings, config.d_model).to(dtype)
+    return {**state_dict, **{f"model.{side}.embeddings.sinusoid.weight": table for side in ("encoder", "decoder")}}
+
+
+def unshared_embedding_names(config) -> dict:
+    """Saving: with share_encoder_decoder_embeddings=False (Marian), the encoder's table is encoder.embed_tokens,
+    there being no `shared` one."""
+    if config.get("share_encoder_decoder_embeddings", True):
+        return {}
+    return {"encoder.embed_tokens": "encoder.embeddings.word"}

@@ -15,6 +15,26 @@ class ClassifierSpec:
     pool: str = "first"            # "pooler" (base model's pooler) | "first" token | "last" non-padding token | "eos"
     dense_act: str | None = None   # e.g. "tanh" (RoBERTa), "gelu" (ELECTRA), "relu" (DistilBERT); None = no dense
     bias: bool = True              # bias of the output projection (GPT-2 / Llama `score` has none)
+    dropout_first: bool = True     # dropout on the pooled vector before the dense layer (DistilBERT: only after)
+
+
+def dropout_rate(spec, config, role: str) -> float:
+    """The dropout probability of `role` ("embedding", "attention", "hidden", "activation", "final", "classifier",
+    "token_classifier", "qa"): the first of spec.dropout[role]'s config keys that is set (a number there is a fixed
+    fallback); 0 when the architecture has none there. "token_classifier" falls back to "classifier"."""
+    keys = spec.dropout.get(role, spec.dropout.get("classifier", ()) if role == "token_classifier" else ())
+    for key in keys:
+        value = key if isinstance(key, (int, float)) else config.get(key)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+# dropout roles -> config keys of the BERT family and of the fairseq-style encoder-decoders (BART, Marian, ...)
+BERT_DROPOUT = {"embedding": ("hidden_dropout_prob",), "attention": ("attention_probs_dropout_prob",),
+                "hidden": ("hidden_dropout_prob",), "classifier": ("classifier_dropout", "hidden_dropout_prob")}
+SEQ2SEQ_DROPOUT = {"embedding": ("dropout",), "attention": ("attention_dropout",), "hidden": ("dropout",),
+                   "activation": ("activation_dropout",), "classifier": ("classifier_dropout",)}
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,8 @@ class Spec:
     token_types: bool = False
     embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
     embedding_norm: bool = False
+    padding_rows: tuple[str, ...] = ()  # embedding tables ("word", "position") whose pad_token_id row is zero and
+                                        # gets no gradient (transformers' padding_idx)
     embedding_projection: str | None = None  # embed in embedding_size, then project: "always" (ALBERT) |
                                              # "if_sizes_differ" (ELECTRA: only when embedding_size != hidden_size)
     # blocks
@@ -67,3 +89,15 @@ class Spec:
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
     convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express
+    # training: dropout role -> config keys (see dropout_rate); roles left out have no dropout
+    dropout: dict[str, tuple] = field(default_factory=dict)
+    # fresh weights: (our parameter name, config) -> the std of its normal init where transformers' differs from
+    # config.initializer_range (a norm's weight: the value it is filled with); None = the default (modeling/init.py)
+    init_std: Callable | None = None
+    # saving (the reverse of loading: transformers' checkpoint names and layout)
+    unconvert: Callable | None = None   # the inverse of `convert`, on our names: (state_dict, config, task) ->
+                                        # state_dict
+    save_renames: Callable | None = None  # config -> renames to write in preference to the first listed, where
+                                          # several checkpoint names map to one of ours (T5's wi / wi_1)
+    unprefixed_tasks: tuple[str, ...] = ()  # head classes that hold the base modules at the top, not under
+                                            # base_prefix (T5ForConditionalGeneration)

@@ -2,15 +2,19 @@
 blocks, final norm, pooler) that serves as encoder, decoder, or either half of an encoder-decoder."""
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .attention import Attention, attention_bias
 from .cache import KVCache
-from .layers import MLP, Embeddings, norm
+from .layers import MLP, Embeddings, dropout, norm
 from .outputs import ModelOutput
 from .position_bias import RelativePositionBias
 from .rope import Rotary
+from .spec import dropout_rate
 
 
 def flag(value, config) -> bool:
@@ -34,7 +38,7 @@ def attention_for(spec, config, kv_hidden=None, depth: int = 0) -> Attention:
         hidden, config.num_attention_heads, num_kv_heads=config.get("num_key_value_heads"),
         head_dim=config.get("head_dim"), bias=flag(spec.qkv_bias, config), out_bias=flag(spec.out_bias, config),
         fused_qkv=spec.fused_qkv and kv_hidden is None, scale=attention_scale(spec, config, depth),
-        kv_hidden=kv_hidden,
+        kv_hidden=kv_hidden, dropout=dropout_rate(spec, config, "attention"),
     )
 
 
@@ -61,8 +65,10 @@ class Block(nn.Module):
         self.cross_attention_norm = norm(spec.norm, hidden, eps) if cross else None
         inner = config.get("intermediate_size") or 4 * hidden
         act = spec.mlp_act or spec.act_names.get(config.hidden_act, config.hidden_act)
-        self.mlp = MLP(hidden, inner, act, gated=spec.gated_mlp, bias=flag(spec.mlp_bias, config))
+        self.mlp = MLP(hidden, inner, act, gated=spec.gated_mlp, bias=flag(spec.mlp_bias, config),
+                       dropout=dropout_rate(spec, config, "activation"))
         self.mlp_norm = norm(spec.norm, hidden, eps)
+        self.dropout = dropout_rate(spec, config, "hidden")  # on each sublayer's output, before the residual add
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
                 encoder_states=None, cross_bias=None, output_attentions=False, first_only=False):
@@ -79,18 +85,21 @@ class Block(nn.Module):
         if self.pre_norm:
             out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal,
                                         queries=queries, **attend)
-            x = residual(x[:, :queries], out)
+            x = residual(x[:, :queries], self.drop(out))
             if self.cross_attention is not None and encoder_states is not None:
                 out, cross_probs = self.cross_attention(self.cross_attention_norm(x), cross_bias,
                                                         kv_states=encoder_states, **attend)
-                x = residual(x, out)
-            return residual(x, self.mlp(self.mlp_norm(x))), probs, cross_probs
+                x = residual(x, self.drop(out))
+            return residual(x, self.drop(self.mlp(self.mlp_norm(x)))), probs, cross_probs
         out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, queries=queries, **attend)
-        x = self.attention_norm(residual(x[:, :queries], out))
+        x = self.attention_norm(residual(x[:, :queries], self.drop(out)))
         if self.cross_attention is not None and encoder_states is not None:
             out, cross_probs = self.cross_attention(x, cross_bias, kv_states=encoder_states, **attend)
-            x = self.cross_attention_norm(residual(x, out))
-        return self.mlp_norm(residual(x, self.mlp(x))), probs, cross_probs
+            x = self.cross_attention_norm(residual(x, self.drop(out)))
+        return self.mlp_norm(residual(x, self.drop(self.mlp(x)))), probs, cross_probs
+
+    def drop(self, out):
+        return dropout(out, self.dropout, self.training)
 
 
 class Transformer(nn.Module):
@@ -108,12 +117,14 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(spec, config, cross, depth=i) for i in range(blocks))
         self.windows = spec.layer_windows(config) if spec.layer_windows else [None] * n  # sliding window per depth
         self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) if spec.final_norm else None
+        self.final_dropout = dropout_rate(spec, config, "final")  # T5: after the final norm
         self.rotary = None
         if spec.position == "rotary":
             self.rotary = Rotary.from_config(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         # T5: one relative position bias for the whole stack (its checkpoint keeps it in the first layer)
         self.relative_bias = RelativePositionBias(config, not causal) if spec.position == "relative" else None
+        self.gradient_checkpointing = None  # torch.utils.checkpoint's options while enabled (train() mode only)
 
     def position_ids(self, input_ids, inputs_embeds, past_length):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
@@ -136,8 +147,11 @@ class Transformer(nn.Module):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
             input_ids = input_ids[None]
+        checkpointing = self.gradient_checkpointing if self.training and torch.is_grad_enabled() else None
         if use_cache is None:  # as transformers: decoders return their cache unless told not to
             use_cache = self.causal and self.config.get("use_cache", True)
+        if checkpointing:  # a recomputed block would write its keys and values into the cache twice
+            use_cache, past_key_values = False, None
         if use_cache and past_key_values is None:
             past_key_values = KVCache(len(self.schedule))
         cache = past_key_values if use_cache or past_key_values is not None else None
@@ -163,7 +177,10 @@ class Transformer(nn.Module):
             if output_hidden_states:
                 hidden_states.append(x)
             for index in group:
-                x, probs, cross_probs = self.layers[index](
+                block = self.layers[index]
+                if checkpointing:  # recompute this block's activations in the backward pass
+                    block = partial(torch.utils.checkpoint.checkpoint, block, **checkpointing)
+                x, probs, cross_probs = block(
                     x, biases[self.windows[depth]], cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
                     encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions,
                     first_only=first_only and (depth, index) == last_block)
@@ -171,6 +188,7 @@ class Transformer(nn.Module):
                 cross_attentions.append(cross_probs)
         if self.final_norm is not None:
             x = self.final_norm(x)
+        x = dropout(x, self.final_dropout, self.training)
         if output_hidden_states:
             hidden_states.append(x)
         return ModelOutput(

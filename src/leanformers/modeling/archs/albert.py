@@ -2,8 +2,8 @@
 across depth: num_hidden_groups groups of inner_group_num layers (transformer.shared_schedule)."""
 import re
 
-from ..spec import ClassifierSpec, Spec
-from .bert import ENCODER_TASKS
+from ..spec import BERT_DROPOUT, ClassifierSpec, Spec
+from .bert import ENCODER_TASKS, QA_HEAD
 
 _LAYER = "encoder.albert_layer_groups.{}.albert_layers.{}"
 _GROUPED = re.compile(r"^model\.layers\.(\d+)\.(\d+)\.")  # model.layers.<group>.<inner>. from the renames below
@@ -16,6 +16,16 @@ def _flatten_groups(state_dict, config):
             for k, v in state_dict.items()}
 
 
+_FLAT = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def _group_layers(state_dict, config, task):
+    """Saving: flat block k is inner layer k % inner_group_num of group k // inner_group_num."""
+    inner = config.get("inner_group_num", 1)
+    return {_FLAT.sub(lambda m: f"model.layers.{int(m[1]) // inner}.{int(m[1]) % inner}.", k): v
+            for k, v in state_dict.items()}
+
+
 SPEC = Spec(
     model_type="albert",
     family="encoder",
@@ -24,6 +34,8 @@ SPEC = Spec(
     tasks=ENCODER_TASKS,
     position="learned",
     token_types=True,
+    dropout={**BERT_DROPOUT, "classifier": ("classifier_dropout_prob",)},
+    padding_rows=("word",),
     embedding_norm=True,
     embedding_projection="always",
     shared_layers=True,
@@ -31,6 +43,7 @@ SPEC = Spec(
     classifier=ClassifierSpec(pool="pooler"),
     multiple_choice=ClassifierSpec(pool="pooler"),
     convert=_flatten_groups,
+    unconvert=_group_layers,
     renames={
         "embeddings.word_embeddings": "embeddings.word",
         "embeddings.position_embeddings": "embeddings.position",
@@ -53,8 +66,9 @@ SPEC = Spec(
             "predictions.dense": "dense",
             "predictions.LayerNorm": "norm",
             "predictions.decoder.weight": "decoder.weight",
-            "predictions.decoder.bias": "bias",
             "predictions.bias": "bias",
+            "predictions.decoder.bias": "bias",
         },
+        "question_answering": QA_HEAD,
     },
 )

@@ -3,7 +3,7 @@ LayerNorm in the encoder and the decoder); both have final_logits_bias and BART'
 import dataclasses
 
 from ..seq2seq import Seq2SeqModel
-from ..spec import ClassifierSpec, Spec
+from ..spec import SEQ2SEQ_DROPOUT, ClassifierSpec, Spec
 
 
 def layer_renames(side: str) -> dict[str, str]:
@@ -51,10 +51,13 @@ SPEC = Spec(
     model_class=BartFamily,
     position="learned",
     position_offset=2,
+    dropout=SEQ2SEQ_DROPOUT,
+    padding_rows=("word",),
     embedding_norm=True,
     classifier=ClassifierSpec(pool="eos", dense_act="tanh"),
     renames=seq2seq_renames(),
     head_renames=HEAD_RENAMES,
+    task_head_renames={"question_answering": {"qa_outputs": "out"}},
 )
 
 SPECS = {

@@ -1,5 +1,5 @@
 """BERT: post-norm encoder, learned positions + token types + embedding LayerNorm, pooler."""
-from ..spec import ClassifierSpec, Spec
+from ..spec import BERT_DROPOUT, ClassifierSpec, Spec
 
 ENCODER_TASKS = ("base", "masked_lm", "sequence_classification", "token_classification", "question_answering",
                  "multiple_choice")
@@ -26,6 +26,9 @@ BERT_LAYER_RENAMES = {
     "encoder.layer.{}.crossattention.output.LayerNorm": "layers.{}.cross_attention_norm",
 }
 
+# the name each head's output layer has in transformers where the shared head_renames list several (saving)
+QA_HEAD = {"qa_outputs": "out"}
+
 SPEC = Spec(
     model_type="bert",
     family="encoder",
@@ -34,6 +37,8 @@ SPEC = Spec(
     tasks=ENCODER_TASKS,
     position="learned",
     token_types=True,
+    dropout=BERT_DROPOUT,
+    padding_rows=("word",),
     embedding_norm=True,
     pooler=True,
     classifier=ClassifierSpec(pool="pooler"),
@@ -43,9 +48,10 @@ SPEC = Spec(
         "cls.predictions.transform.dense": "dense",
         "cls.predictions.transform.LayerNorm": "norm",
         "cls.predictions.decoder.weight": "decoder.weight",
+        "cls.predictions.bias": "bias",  # the name transformers saves (decoder.bias shares its storage)
         "cls.predictions.decoder.bias": "bias",
-        "cls.predictions.bias": "bias",
         "classifier": "out",
         "qa_outputs": "out",
     },
+    task_head_renames={"question_answering": QA_HEAD},
 )

@@ -11,6 +11,7 @@ SPEC = Spec(
     tasks=("base", "causal_lm", "sequence_classification"),
     position="sinusoidal",
     embedding_scale=True,
+    dropout={"embedding": ("embd_pdrop",), "hidden": ("resid_pdrop",)},
     pre_norm=True,
     final_norm=True,
     mlp_act="relu",

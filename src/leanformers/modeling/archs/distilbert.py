@@ -4,9 +4,10 @@
 """
 from ..layers import sinusoidal_table
 from ..spec import ClassifierSpec, Spec
-from .bert import ENCODER_TASKS
+from .bert import ENCODER_TASKS, QA_HEAD
 
-_CLASSIFIER = ClassifierSpec(pool="first", dense_act="relu")  # pre_classifier -> relu -> classifier
+# pre_classifier -> relu -> dropout -> classifier
+_CLASSIFIER = ClassifierSpec(pool="first", dense_act="relu", dropout_first=False)
 
 
 def _fill_sinusoidal_positions(state_dict, config):
@@ -24,6 +25,9 @@ SPEC = Spec(
     tasks=ENCODER_TASKS,
     position="learned",
     embedding_norm=True,
+    dropout={"embedding": ("dropout",), "attention": ("attention_dropout",), "hidden": ("dropout",),
+             "classifier": ("seq_classif_dropout",), "token_classifier": ("dropout",), "qa": ("qa_dropout",)},
+    padding_rows=("word",),
     classifier=_CLASSIFIER,
     multiple_choice=_CLASSIFIER,
     convert=_fill_sinusoidal_positions,
@@ -50,5 +54,6 @@ SPEC = Spec(
         },
         "sequence_classification": {"pre_classifier": "dense"},
         "multiple_choice": {"pre_classifier": "dense"},
+        "question_answering": QA_HEAD,
     },
 )

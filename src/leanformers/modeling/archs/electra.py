@@ -3,8 +3,8 @@
 Discriminator checkpoints (ElectraForPreTraining: `discriminator_predictions`) and generator checkpoints
 (ElectraForMaskedLM: `generator_predictions` + `generator_lm_head`) both load; heads are dense+gelu on the first token.
 """
-from ..spec import ClassifierSpec, Spec
-from .bert import BERT_LAYER_RENAMES, ENCODER_TASKS
+from ..spec import BERT_DROPOUT, ClassifierSpec, Spec
+from .bert import BERT_LAYER_RENAMES, ENCODER_TASKS, QA_HEAD
 
 SPEC = Spec(
     model_type="electra",
@@ -14,6 +14,8 @@ SPEC = Spec(
     tasks=(*ENCODER_TASKS, "pretraining"),
     position="learned",
     token_types=True,
+    dropout=BERT_DROPOUT,
+    padding_rows=("word",),
     embedding_norm=True,
     embedding_projection="if_sizes_differ",
     mlm_act="gelu",
@@ -30,6 +32,7 @@ SPEC = Spec(
         },
         "sequence_classification": {"classifier.dense": "dense", "classifier.out_proj": "out"},
         "multiple_choice": {"sequence_summary.summary": "dense"},
+        "question_answering": QA_HEAD,
         "pretraining": {
             "discriminator_predictions.dense": "dense",
             "discriminator_predictions.dense_prediction": "out",

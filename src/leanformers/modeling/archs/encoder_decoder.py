@@ -1,6 +1,6 @@
 """model_type "encoder-decoder": transformers' EncoderDecoderModel pairs (modeling/encoder_decoder.py). Its own names
 are only the two halves and the projection between them; each half's keys go through that half's own spec."""
-from ..encoder_decoder import EncoderDecoderFamily, halves_to_ours
+from ..encoder_decoder import EncoderDecoderFamily, halves_to_checkpoint, halves_to_ours
 from ..spec import Spec
 
 SPEC = Spec(
@@ -13,4 +13,5 @@ SPEC = Spec(
     position=None,
     renames={"encoder": "encoder", "decoder": "decoder", "enc_to_dec_proj": "enc_to_dec_proj"},
     convert=halves_to_ours,
+    unconvert=halves_to_checkpoint,
 )

@@ -1,5 +1,8 @@
 """GPT-2: pre-norm decoder, learned positions, one fused qkv projection, a final LayerNorm; its Conv1D layers store
 weights as (in, out), so they are transposed on loading."""
+import torch
+
+from ..init import scaled_residual_std
 from ..spec import ClassifierSpec, Spec
 
 # heads a decoder-only LM offers: the LM, and classifiers reading the last real token / every token
@@ -18,6 +21,17 @@ def split_cross_attention_kv(state_dict: dict, config) -> dict:
     return out
 
 
+def join_cross_attention_kv(state_dict: dict, config, task: str) -> dict:
+    """Saving: keys and values back into the one (in, 2*out) Conv1D (already transposed back)."""
+    out = {}
+    for name, tensor in state_dict.items():
+        if ".cross_attention.k." in name:
+            out[name.replace(".k.", ".kv.")] = torch.cat([tensor, state_dict[name.replace(".k.", ".v.")]], dim=-1)
+        elif ".cross_attention.v." not in name:
+            out[name] = tensor
+    return out
+
+
 SPEC = Spec(
     model_type="gpt2",
     family="decoder",
@@ -29,6 +43,8 @@ SPEC = Spec(
     pre_norm=True,
     final_norm=True,
     fused_qkv=True,
+    dropout={"embedding": ("embd_pdrop",), "attention": ("attn_pdrop",), "hidden": ("resid_pdrop",),
+             "token_classifier": ("classifier_dropout", "hidden_dropout", 0.1)},
     classifier=ClassifierSpec(pool="last", bias=False),
     renames={
         "wte": "embeddings.word",
@@ -47,7 +63,11 @@ SPEC = Spec(
         "h.{}.crossattention.c_proj": "layers.{}.cross_attention.o",
     },
     head_renames={"lm_head": "decoder", "score": "out", "classifier": "out", "qa_outputs": "out"},
+    task_head_renames={"token_classification": {"classifier": "out"}, "question_answering": {"qa_outputs": "out"}},
     transpose=("layers.{}.attention.qkv.weight", "layers.{}.attention.o.weight", "layers.{}.mlp.up.weight",
                "layers.{}.mlp.down.weight", *(f"layers.{{}}.cross_attention.{p}.weight" for p in "qkvo")),
+    init_std=scaled_residual_std(("layers.{}.attention.o.weight", "layers.{}.mlp.down.weight",
+                                  "layers.{}.cross_attention.o.weight")),
     convert=split_cross_attention_kv,
+    unconvert=join_cross_attention_kv,
 )

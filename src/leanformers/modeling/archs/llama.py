@@ -25,6 +25,8 @@ def _qwen2_windows(config) -> list:
 LLAMA = Spec(
     model_type="llama",
     family="decoder",
+    dropout={"attention": ("attention_dropout",), "token_classifier": ("classifier_dropout", "hidden_dropout", 0.1)},
+    padding_rows=("word",),
     base_prefix="model",
     class_prefix="Llama",
     tasks=DECODER_TASKS,

@@ -10,6 +10,7 @@ SPEC = Spec(
     tasks=("base", "causal_lm", "sequence_classification"),
     position="learned",
     fused_qkv=True,
+    dropout={"embedding": ("embd_pdrop",), "attention": ("attn_pdrop",), "hidden": ("resid_pdrop",)},
     act_names={"gelu": "gelu_new"},  # its "gelu" is the tanh approximation
     classifier=ClassifierSpec(pool="last", bias=False),
     renames={

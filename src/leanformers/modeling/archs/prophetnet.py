@@ -1,7 +1,7 @@
 """ProphetNet: a post-norm encoder and an n-gram decoder (modeling/prophetnet.py), learned positions counted from
 pad_token_id + 1, embedding LayerNorm, one word-embedding table shared by encoder, decoder and (tied) LM head."""
 from ..prophetnet import ProphetNetFamily
-from ..spec import Spec
+from ..spec import SEQ2SEQ_DROPOUT, Spec
 
 
 PROJECTIONS = (("query", "q"), ("key", "k"), ("value", "v"), ("out", "o"))
@@ -37,6 +37,8 @@ SPEC = Spec(
     model_class=ProphetNetFamily,
     position="learned",
     embedding_norm=True,
+    dropout=SEQ2SEQ_DROPOUT,
+    padding_rows=("word", "position"),
     renames=_renames(),
     head_renames={"lm_head": "decoder"},
 )

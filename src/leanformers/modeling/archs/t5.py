@@ -32,6 +32,34 @@ class T5Family(Seq2SeqModel):
         return self.config.d_model ** -0.5 if self.config.get("tie_word_embeddings", True) else 1.0
 
 
+def _init_std(name: str, config) -> float | None:
+    """T5's Mesh-TensorFlow init, scaled by initializer_factor: embeddings and the untied LM head at factor, the
+    norms filled with factor, projections at factor over the square root of their input size."""
+    factor, d_model = config.get("initializer_factor", 1.0), config.d_model
+    heads_dim = config.num_heads * config.d_kv
+    if name.endswith("norm.weight"):
+        return factor
+    if name.endswith(("embeddings.word.weight", "head.decoder.weight")):
+        return factor
+    if name.endswith(("attention.q.weight",)):
+        return factor * (d_model * config.d_kv) ** -0.5
+    if name.endswith(("attention.o.weight",)):
+        return factor * heads_dim ** -0.5
+    if name.endswith("mlp.down.weight"):
+        return factor * config.d_ff ** -0.5
+    if name.endswith((".weight",)) and not name.endswith("bias"):
+        return factor * d_model ** -0.5  # k, v, mlp.up / gate, relative bias, classification and QA heads
+    return None
+
+
+def _gated_names(config) -> dict[str, str]:
+    """Saving: a gated feed-forward's up projection is wi_1 (wi_0 the gate); a plain one's is wi."""
+    if not feed_forward(config)[1]:
+        return {}
+    return {f"{side}.block.{{}}.layer.{2 if side == 'decoder' else 1}.DenseReluDense.wi_1": f"{side}.layers.{{}}.mlp.up"
+            for side in ("encoder", "decoder")}
+
+
 def _renames() -> dict[str, str]:
     renames = {"shared": "encoder.embeddings.word"}
     for side, cross in (("encoder", False), ("decoder", True)):
@@ -62,8 +90,13 @@ SPEC = Spec(
     class_prefix="T5",
     tasks=("base", "seq2seq_lm", "sequence_classification", "question_answering"),
     model_class=T5Family,
+    unprefixed_tasks=("seq2seq_lm", "question_answering"),
+    save_renames=_gated_names,
+    init_std=_init_std,
     position="relative",
     norm="rms",
+    dropout={**{role: ("dropout_rate",) for role in ("embedding", "attention", "hidden", "activation", "final")},
+             "classifier": ("classifier_dropout",)},
     pre_norm=True,
     final_norm=True,
     qkv_bias=False,
@@ -74,6 +107,7 @@ SPEC = Spec(
     classifier=ClassifierSpec(pool="eos", dense_act="tanh"),
     head_renames={"lm_head": "decoder", "classification_head.dense": "dense", "classification_head.out_proj": "out",
                   "qa_outputs": "out"},
+    task_head_renames={"question_answering": {"qa_outputs": "out"}},
 )
 
 SPECS = {"t5": SPEC, "mt5": dataclasses.replace(SPEC, model_type="mt5", class_prefix="MT5")}

@@ -3,6 +3,8 @@ adaptive softmax. Its stack, blocks and LM head differ from every other architec
 modeling/transfo_xl.py and are wired in through `model_class`. Only the checkpoint names are declared here."""
 import re
 
+import torch
+
 from ..spec import ClassifierSpec, Spec
 from ..transfo_xl import TransfoXLPreTrainedModel, setting, tie_projs
 
@@ -32,6 +34,22 @@ def shared_tensors(state_dict, config):
     return out
 
 
+def init_std(name, config):
+    """Transformer-XL's init: projections at proj_init_std, position biases and cluster weights at init_std."""
+    if ".projections." in name:
+        return config.get("proj_init_std", 0.01)
+    if name.endswith(("r_w_bias", "r_r_bias", "cluster_weight")):
+        return config.get("init_std", 0.02)
+    return None
+
+
+def store_inv_freq(state_dict, config, task):
+    """Saving: transformers stores its position frequencies as a buffer (pos_emb.inv_freq); we compute them."""
+    d_model = config.d_model
+    inv_freq = 1 / (10000 ** (torch.arange(0.0, d_model, 2.0) / d_model))
+    return {**state_dict, "model.pos_emb.inv_freq": inv_freq}
+
+
 SPEC = Spec(
     model_type="transfo-xl",
     family="decoder",
@@ -47,6 +65,7 @@ SPEC = Spec(
         "word_emb.emb_projs": "embeddings.projections",
         "r_w_bias": "r_w_bias",
         "r_r_bias": "r_r_bias",
+        "pos_emb.inv_freq": "pos_emb.inv_freq",  # saving only: loading skips it (loading._IGNORED)
         "layers.{}.dec_attn.qkv_net": "layers.{}.attention.qkv",
         "layers.{}.dec_attn.r_net": "layers.{}.attention.r",
         "layers.{}.dec_attn.o_net": "layers.{}.attention.o",
@@ -65,4 +84,6 @@ SPEC = Spec(
         "score": "out",
     },
     convert=shared_tensors,
+    unconvert=store_inv_freq,
+    init_std=init_std,
 )
