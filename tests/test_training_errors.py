@@ -172,3 +172,21 @@ def test_model_init_and_bf16(tmp_path):
     assert np.isfinite(first) and trainer.train().training_loss == first
     with pytest.raises(ValueError, match="Hub is out of reach"):
         Trainer(model=tiny_classifier(), args=TrainingArguments(str(tmp_path), push_to_hub=True))
+
+
+def test_torch_dataset_trains_like_a_list(tmp_path):
+    class Examples(torch.utils.data.Dataset):
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, index):
+            return {**self.items[index], "idx": index}  # an extra column the model does not take
+
+    losses = []
+    for data in (rows(), Examples(rows())):
+        args = TrainingArguments(str(tmp_path), **QUIET, max_steps=3, per_device_train_batch_size=4)
+        losses.append(Trainer(model=tiny_classifier(), args=args, train_dataset=data).train().training_loss)
+    assert losses[0] == losses[1]
