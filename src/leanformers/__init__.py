@@ -17,6 +17,12 @@ _LAZY = {
     "PreTrainedModel": "modeling.model",
     "GenerationConfig": "generation", "TextStreamer": "generation", "TextIteratorStreamer": "generation",
     "pipeline": "pipelines",
+    **dict.fromkeys(["Trainer", "TrainingArguments", "EvalPrediction", "TrainerCallback", "EarlyStoppingCallback",
+                     "TrainerState", "TrainerControl", "DataCollatorWithPadding", "DataCollatorForLanguageModeling",
+                     "DataCollatorForTokenClassification", "DataCollatorForSeq2Seq", "default_data_collator",
+                     "align_labels_with_tokens", "set_seed", "get_scheduler", "get_linear_schedule_with_warmup",
+                     "get_cosine_schedule_with_warmup", "get_constant_schedule", "get_constant_schedule_with_warmup"],
+                    "training"),
     **{name: "config" for name in CONFIG_CLASSES},  # BertConfig, GPT2Config, ... (no torch)
 }
 

@@ -72,6 +72,11 @@ def _inputs(task: str, texts, options, chat: bool = False):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # `leanformers train TASK ...`: fine-tuning has its own options (training/cli.py)
+        from .training.cli import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
