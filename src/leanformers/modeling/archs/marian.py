@@ -15,7 +15,7 @@ SPEC = Spec(
     base_prefix="model",
     class_prefix="Marian",
     class_names={"seq2seq_lm": "MarianMTModel"},
-    tasks=("base", "seq2seq_lm"),
+    tasks=("base", "seq2seq_lm", "causal_lm"),
     model_class=MarianFamily,
     position="sinusoidal",
     renames=seq2seq_renames(positions="sinusoid"),
