@@ -88,6 +88,27 @@ DEFAULTS: dict[str, dict] = {
     "gpt2": {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "bos_token_id": 50256,
              "eos_token_id": 50256, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
+    "openai-gpt": {"vocab_size": 40478, "n_positions": 512, "n_embd": 768, "n_layer": 12, "n_head": 12, "afn": "gelu",
+                   "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-5,
+                   "initializer_range": 0.02, "summary_type": "cls_index", "summary_use_proj": True,
+                   "summary_activation": None, "summary_first_dropout": 0.1, "summary_proj_to_labels": True},
+    "ctrl": {"vocab_size": 246534, "n_positions": 256, "n_embd": 1280, "n_layer": 48, "n_head": 16, "dff": 8192,
+             "resid_pdrop": 0.1, "embd_pdrop": 0.1, "layer_norm_epsilon": 1e-6, "initializer_range": 0.02,
+             "use_cache": True},
+    "transfo-xl": {"vocab_size": 267735, "cutoffs": [20000, 40000, 200000], "tie_projs": [False, True, True, True],
+                   "d_model": 1024, "d_embed": 1024, "d_head": 64, "d_inner": 4096, "div_val": 4, "pre_lnorm": False,
+                   "n_layer": 18, "n_head": 16, "mem_len": 1600, "same_length": True, "attn_type": 0,
+                   "clamp_len": 1000, "sample_softmax": -1, "adaptive": True, "dropout": 0.1, "dropatt": 0.0,
+                   "untie_r": True, "init": "normal", "init_range": 0.01, "proj_init_std": 0.01, "init_std": 0.02,
+                   "layer_norm_epsilon": 1e-5, "eos_token_id": 0},
+    **{t: {"vocab_size": 30522, "hidden_size": 1024, "encoder_ffn_dim": 4096, "num_encoder_layers": 12,
+           "num_encoder_attention_heads": 16, "decoder_ffn_dim": 4096, "num_decoder_layers": 12,
+           "num_decoder_attention_heads": 16, "max_position_embeddings": 512, "init_std": 0.02,
+           "activation_function": "gelu", "ngram": 2, "num_buckets": 32, "relative_max_distance": 128,
+           "disable_ngram_loss": False, "eps": 0.0, "attention_dropout": 0.1, "activation_dropout": 0.1,
+           "dropout": 0.1, "use_cache": True, "is_encoder_decoder": True, "add_cross_attention": True,
+           "bos_token_id": 1, "pad_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 0}
+       for t in ("prophetnet", "xlm-prophetnet")},
 }
 
 

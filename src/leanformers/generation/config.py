@@ -34,7 +34,7 @@ DEFAULTS: dict = {
     # special tokens
     "pad_token_id": None, "bos_token_id": None, "eos_token_id": None, "encoder_no_repeat_ngram_size": 0,
     "decoder_start_token_id": None,
-    # assisted generation (kept so such files load; not implemented)
+    # assisted generation (generation/assisted.py: prompt lookup and assistant models; early exit is not implemented)
     "num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4,
     "prompt_lookup_num_tokens": None, "max_matching_ngram_size": None, "assistant_early_exit": None,
     "assistant_lookbehind": 10, "target_lookbehind": 10, "compile_config": None, "disable_compile": False,
@@ -45,8 +45,7 @@ _GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_
                        "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask",
                        "use_model_defaults")
 # modes transformers 4.57 moved to Hub repositories (trust_remote_code); not part of leanformers
-_UNSUPPORTED = {"constraints": (None,), "force_words_ids": (None,), "prompt_lookup_num_tokens": (None,),
-                "assistant_early_exit": (None,), "guidance_scale": (None, 1, 1.0), "watermarking_config": (None,),
+_UNSUPPORTED = {"constraints": (None,), "force_words_ids": (None,), "assistant_early_exit": (None,), "guidance_scale": (None, 1, 1.0), "watermarking_config": (None,),
                 "sequence_bias": (None,)}
 
 

@@ -444,7 +444,7 @@ def _check_model(model):
 
 
 def generate(model, input_ids=None, attention_mask=None, generation_config=None, streamer=None, generator=None,
-             tokenizer=None, logits_processor=None, use_model_defaults=None, **kwargs):
+             tokenizer=None, logits_processor=None, use_model_defaults=None, assistant_model=None, **kwargs):
     """Continue `input_ids` (B, T) with `model`; returns (B * num_return_sequences, T') ids or a GenerateOutput.
 
     kwargs override `generation_config` fields (max_new_tokens=..., num_beams=...); the rest go to the model
@@ -453,6 +453,7 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
     `logits_processor`: extra callables `(input_ids, scores) -> scores`, applied after the built-in ones.
     `use_model_defaults`: whether fields a given `generation_config` leaves at their defaults take the model's
     values (None: yes for generation configs saved by transformers >= 4.50, as transformers does).
+    `assistant_model` (or `prompt_lookup_num_tokens=k`): assisted decoding, batch size 1 (generation/assisted.py).
     """
     _check_model(model)
     if input_ids is None:
@@ -460,7 +461,7 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
     with torch.inference_mode():
         gc, model_kwargs = prepare_generation_config(model, generation_config, use_model_defaults, **kwargs)
         result = _generate(model, input_ids, attention_mask, gc, kwargs.get("max_length") is not None, streamer,
-                           generator, tokenizer, logits_processor, model_kwargs)
+                           generator, tokenizer, logits_processor, model_kwargs, assistant_model)
     # ids made under inference_mode cannot be edited in place afterwards; callers (and transformers' users) do that
     if isinstance(result, torch.Tensor):
         return result.clone()
@@ -472,7 +473,7 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
 
 
 def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, generator, tokenizer,
-              logits_processor, model_kwargs):
+              logits_processor, model_kwargs, assistant_model=None):
     is_encoder_decoder = bool(_cfg(model.config, "is_encoder_decoder", False))
     encoder_outputs = model_kwargs.pop("encoder_outputs", None)
     decoder_input_ids = model_kwargs.pop("decoder_input_ids", None)
@@ -488,6 +489,12 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
     eos, pad, start = _special_tokens(gc, is_encoder_decoder, device)
     input_ids = _prompt_ids(input_ids, gc, encoder_outputs, is_encoder_decoder, device)
     batch_size = input_ids.shape[0]
+    assisted = None
+    if assistant_model is not None or gc.prompt_lookup_num_tokens is not None:
+        from . import assisted  # assisted builds on this module's stepper
+        assisted = assisted if assisted.requested(gc, assistant_model) else None
+        if assisted is not None:
+            assisted.validate(model, assistant_model, gc, batch_size)
     if attention_mask is None and encoder_outputs is None:
         attention_mask = _infer_attention_mask(input_ids, pad, eos)
     if not is_encoder_decoder:
@@ -525,7 +532,12 @@ def _generate(model, input_ids, attention_mask, gc, max_length_given, streamer, 
     record = _Record(gc)
 
     sequences_scores = beam_indices = None
-    if gc.num_beams > 1:
+    if assisted is not None:
+        sequences, step.cache = assisted.decode(
+            model, assistant_model, input_ids, gc, processors, is_done, streamer, generator, record,
+            attention_mask=attention_mask, encoder_outputs=encoder_outputs, model_kwargs=model_kwargs,
+            decoder_attention_mask=decoder_attention_mask, encoder_input_ids=encoder_input_ids, eos=eos)
+    elif gc.num_beams > 1:
         sequences, sequences_scores, beam_indices = _beam_search(step, input_ids, gc, processors, is_done, eos, pad,
                                                                  batch_size, generator, record)
     else:

@@ -19,6 +19,7 @@ TASKS = {
     "pretraining": "ForPreTraining",  # ELECTRA's discriminator (replaced-token detection)
     "causal_lm": "ForCausalLM",
     "seq2seq_lm": "ForConditionalGeneration",
+    "encoder": "EncoderModel",  # an encoder-decoder's encoder alone (T5EncoderModel)
 }
 
 

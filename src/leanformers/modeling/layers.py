@@ -129,7 +129,8 @@ class Embeddings(nn.Module):
         self.pad = config.get("pad_token_id") if spec.position == "sinusoidal_fairseq" else None
         if self.pad is not None:
             self.sinusoid = fairseq_sinusoidal_table(config.max_position_embeddings + self.pad + 1, size, self.pad)
-        self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
+        self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types is True else None
+        self.token_types_from_words = spec.token_types == "words"
         self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
         project = spec.embedding_projection == "always" or (spec.embedding_projection and size != hidden)
         self.project = nn.Linear(size, hidden) if project else None
@@ -157,6 +158,8 @@ class Embeddings(nn.Module):
             else:
                 self.sinusoid = self.sinusoid.to(x.device)
                 x = x + self.sinusoid[index].to(x.dtype)
+        if self.token_types_from_words and token_type_ids is not None:
+            x = x + self.word(token_type_ids) * self.scale  # scaled like the words (CTRL; others scale by 1)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(x[..., 0], dtype=torch.long)

@@ -216,5 +216,7 @@ def model_class(spec, task: str) -> type:
     if key not in _CLASSES:
         name = spec.class_names.get(task) or f"{spec.class_prefix}{TASKS[task]}"
         base = spec.model_class or (DecoderModel if spec.family == "decoder" else PreTrainedModel)
-        _CLASSES[key] = type(name, (base,), {"spec": spec, "task": task, "__module__": "leanformers"})
+        mixin = getattr(base, "task_mixins", {}).get(task)  # one half of an encoder-decoder (seq2seq_halves.py)
+        _CLASSES[key] = type(name, (mixin, base) if mixin else (base,),
+                             {"spec": spec, "task": task, "__module__": "leanformers"})
     return _CLASSES[key]

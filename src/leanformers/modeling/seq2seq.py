@@ -17,6 +17,7 @@ from .heads import LMHead, compute_loss
 from .layers import Embeddings, sinusoidal_table
 from .model import PreTrainedModel
 from .outputs import ModelOutput
+from .seq2seq_halves import TASK_MIXINS
 from .transformer import Transformer
 
 # transformers' names of the base model's outputs, in its order (so that `out[i]` matches)
@@ -116,6 +117,7 @@ class Seq2SeqModel(PreTrainedModel):
     grouped_cross_attention = True          # generate() need not repeat the encoder output per beam: the decoder's
                                             # cross-attention (attention.Attention) takes B encoder rows for B*k
                                             # decoder rows (ProphetNet's n-gram decoder too: same cross-attention)
+    task_mixins = TASK_MIXINS               # T5EncoderModel, BartForCausalLM, ...: one half alone
 
     def __init__(self, config: Config):
         super().__init__(config)

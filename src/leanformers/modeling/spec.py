@@ -56,7 +56,8 @@ class Spec:
     position: str | None = "learned"    # "learned" | "sinusoidal" | "rotary" | "relative" | None
     position_offset: int = 0            # BART/OPT learned tables start at 2
     positions_from_padding: bool = False  # RoBERTa: positions count past padding_idx
-    token_types: bool = False
+    token_types: bool | str = False      # True: a token-type table; "words": token types read the word embeddings,
+                                        # only when given (GPT-2, OpenAI GPT, CTRL)
     embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
     embedding_norm: bool = False
     padding_rows: tuple[str, ...] = ()  # embedding tables ("word", "position") whose pad_token_id row is zero and

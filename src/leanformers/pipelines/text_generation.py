@@ -24,6 +24,11 @@ class GeneratingPipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         model = kwargs.get("model", args[0] if args else None)
         self.generation_config = self.pipeline_generation_config(model, kwargs.get("task") or self.task, kwargs)
+        if isinstance(kwargs.get("assistant_model"), str):  # transformers loads a named assistant like the model
+            from ..modeling.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+            auto = AutoModelForSeq2SeqLM if model.config.get("is_encoder_decoder", False) else AutoModelForCausalLM
+            kwargs["assistant_model"] = auto.from_pretrained(kwargs["assistant_model"]).to(model.device)
         super().__init__(*args, **kwargs)
 
     def pipeline_generation_config(self, model, task, kwargs) -> GenerationConfig:
@@ -104,9 +109,12 @@ class GeneratingPipeline(Pipeline):
         absolute = not self.is_encoder_decoder and (
             generate_kwargs.get("max_new_tokens", self.generation_config.max_new_tokens) is None
             or generate_kwargs.get("min_length", self.generation_config.min_length))
+        # assisted decoding (a drafter) takes one prompt at a time, as transformers' does
+        batch_size = 1 if generate_kwargs.get("assistant_model") is not None or generate_kwargs.get(
+            "prompt_lookup_num_tokens", self.generation_config.prompt_lookup_num_tokens) is not None else self.batch_size
         group = []
         for index in order:
-            full = len(group) == self.batch_size
+            full = len(group) == batch_size
             if group and (full or (absolute and len(prompts[index]) != len(prompts[group[0]]))):
                 yield group
                 group = []

@@ -10,6 +10,7 @@ SPEC = Spec(
     class_names={"causal_lm": "CTRLLMHeadModel"},
     tasks=("base", "causal_lm", "sequence_classification"),
     position="sinusoidal",
+    token_types="words",  # token_type_ids, when given, add their word embeddings (as transformers)
     embedding_scale=True,
     dropout={"embedding": ("embd_pdrop",), "hidden": ("resid_pdrop",)},
     pre_norm=True,

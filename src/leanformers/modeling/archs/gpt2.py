@@ -40,6 +40,7 @@ SPEC = Spec(
     class_names={"causal_lm": "GPT2LMHeadModel"},
     tasks=DECODER_TASKS + ("question_answering",),
     position="learned",
+    token_types="words",  # token_type_ids, when given, add their word embeddings (as transformers)
     pre_norm=True,
     final_norm=True,
     fused_qkv=True,

@@ -9,6 +9,7 @@ SPEC = Spec(
     class_names={"causal_lm": "OpenAIGPTLMHeadModel"},
     tasks=("base", "causal_lm", "sequence_classification"),
     position="learned",
+    token_types="words",  # token_type_ids, when given, add their word embeddings (as transformers)
     fused_qkv=True,
     dropout={"embedding": ("embd_pdrop",), "attention": ("attn_pdrop",), "hidden": ("resid_pdrop",)},
     act_names={"gelu": "gelu_new"},  # its "gelu" is the tanh approximation
