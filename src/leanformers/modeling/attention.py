@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import RMSNorm
+
 
 def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype,
                    window: int | None = None) -> torch.Tensor | None:
@@ -35,14 +37,19 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, D)
+def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, R), R <= D: partial rotary turns the first R only
+    if cos.shape[-1] < x.shape[-1]:  # GPT-NeoX / Phi-3 partial_rotary_factor
+        turned, kept = x[..., :cos.shape[-1]], x[..., cos.shape[-1]:]
+        return torch.cat((turned * cos[:, None] + rotate_half(turned) * sin[:, None], kept), dim=-1)
     return x * cos[:, None] + rotate_half(x) * sin[:, None]
 
 
 class Attention(nn.Module):
     def __init__(self, hidden: int, num_heads: int, *, num_kv_heads: int | None = None, head_dim: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, fused_qkv: bool = False, scale: float | None = None,
-                 kv_hidden: int | None = None):
+                 kv_hidden: int | None = None, softcap: float | None = None, qk_norm_eps: float | None = None):
+        """softcap: scores -> softcap * tanh(scores / softcap) before the mask (Gemma 2); qk_norm_eps: an RMSNorm over
+        each head's queries and keys (Qwen3), with that eps."""
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
@@ -57,6 +64,9 @@ class Attention(nn.Module):
             self.k = nn.Linear(kv_hidden, kv_size, bias=bias)
             self.v = nn.Linear(kv_hidden, kv_size, bias=bias)
         self.o = nn.Linear(q_size, hidden, bias=bias if out_bias is None else out_bias)
+        self.softcap = softcap
+        self.q_norm = RMSNorm(self.head_dim, qk_norm_eps) if qk_norm_eps is not None else None
+        self.k_norm = RMSNorm(self.head_dim, qk_norm_eps) if qk_norm_eps is not None else None
 
     def _heads(self, x, n):  # (B, T, n*D) -> (B, n, T, D)
         return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
@@ -77,6 +87,8 @@ class Attention(nn.Module):
             else:
                 q = self._heads(self.q(x[:, :queries]), self.num_heads)
                 k, v = self._project_kv(x)
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
             if rotary is not None:
                 q, k = apply_rotary(q, *(t[:, :queries] for t in rotary)), apply_rotary(k, *rotary)
             if cache is not None:
@@ -118,7 +130,7 @@ class Attention(nn.Module):
         return self.o(out), probs
 
     def _attend(self, q, k, v, bias, is_causal, output_attentions):  # (B, H, T, D), (B, Hkv, S, D) -> (B, H, T, D)
-        if not output_attentions:
+        if not output_attentions and self.softcap is None:
             gqa = self.num_kv_heads != self.num_heads
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal, scale=self.scale,
                                                  enable_gqa=gqa)
@@ -127,10 +139,12 @@ class Attention(nn.Module):
             k = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
             v = v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
         scores = (q @ k.transpose(-1, -2)) * self.scale
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
         if bias is not None:
             scores = scores + bias
         elif is_causal:
             T, S = scores.shape[-2:]
             scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
         probs = scores.float().softmax(-1).to(q.dtype)
-        return probs @ v, probs
+        return probs @ v, probs if output_attentions else None

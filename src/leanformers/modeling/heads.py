@@ -119,15 +119,18 @@ class ReplacedTokenHead(nn.Module):
 class LMHead(nn.Module):
     """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says so."""
 
-    def __init__(self, config, bias: bool = False, logits_bias: bool = False):
+    def __init__(self, config, bias: bool = False, logits_bias: bool = False, softcap: float | None = None):
         super().__init__()
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=bias)
         self.final_logits_bias = nn.Parameter(torch.zeros(1, config.vocab_size)) if logits_bias else None
+        self.softcap = softcap  # Gemma 2: logits -> softcap * tanh(logits / softcap)
 
     def forward(self, outputs, **inputs):
         logits = self.decoder(outputs.last_hidden_state)
         if self.final_logits_bias is not None:  # in place when no gradient flows: no second (rows, vocab) tensor
             logits = logits + self.final_logits_bias if logits.requires_grad else logits.add_(self.final_logits_bias)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         return {"logits": logits}
 
 
@@ -147,7 +150,8 @@ def build_head(task, spec, config):
     if task == "pretraining":
         return ReplacedTokenHead(config)
     if task in ("causal_lm", "seq2seq_lm"):
-        return LMHead(config, bias=spec.lm_bias)
+        return LMHead(config, bias=spec.lm_bias,
+                      softcap=config.get(spec.logit_softcap) if spec.logit_softcap else None)
     raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
 
 

@@ -49,11 +49,26 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+class OffsetRMSNorm(nn.Module):
+    """Gemma's RMSNorm: the checkpoint stores w - 1 (zeros = identity), applied as (1 + w) in float32, then cast."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(size))
+        self.eps = eps
+
+    def forward(self, x):
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * (1.0 + self.weight.float())).type_as(x)
+
+
 def norm(kind: str, size: int, eps: float) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(size, eps=eps)
     if kind == "rms":
         return RMSNorm(size, eps)
+    if kind == "rms_offset":
+        return OffsetRMSNorm(size, eps)
     raise ValueError(f"unknown norm kind {kind!r}")
 
 

@@ -88,6 +88,7 @@ class Rotary(nn.Module):
     @classmethod
     def from_config(cls, config):
         head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
+        head_dim = int(head_dim * config.get("partial_rotary_factor", 1.0))  # GPT-NeoX, Phi-3: rotate a part
         return cls(head_dim, config.get("rope_theta", 10000.0), config.get("rope_scaling"),
                    config.get("max_position_embeddings", 2048))
 

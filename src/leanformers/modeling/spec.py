@@ -36,15 +36,19 @@ class Spec:
     position: str | None = "learned"    # "learned" | "sinusoidal" | "rotary" | "relative" | None
     position_offset: int = 0            # BART/OPT learned tables start at 2
     positions_from_padding: bool = False  # RoBERTa: positions count past padding_idx
+    positions_from_mask: bool = False   # OPT: without position_ids, positions count the attention mask's real tokens
     token_types: bool = False
     embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
     embedding_norm: bool = False
     embedding_projection: str | None = None  # embed in embedding_size, then project: "always" (ALBERT) |
                                              # "if_sizes_differ" (ELECTRA: only when embedding_size != hidden_size)
     # blocks
-    norm: str = "layer"                 # "layer" | "rms"
-    pre_norm: bool = False              # x + f(norm(x)) instead of norm(x + f(x))
-    final_norm: bool = False
+    norm: str = "layer"                 # "layer" | "rms" | "rms_offset" (Gemma: weight stored as w - 1)
+    # flags below typed `bool | str | Callable` are fixed, or a config key (or config -> bool) that decides
+    pre_norm: bool | str | Callable = False  # x + f(norm(x)) instead of norm(x + f(x)) (OPT: do_layer_norm_before)
+    final_norm: bool | str | Callable = False
+    sandwich_norm: bool = False         # Gemma 2: a norm on the attention and MLP outputs too, before the residual
+    parallel_residual: bool | str = False  # GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x)) (use_parallel_residual)
     fused_qkv: bool = False
     qkv_bias: bool | str = True         # a bias flag, or the config key that holds it (Llama: "attention_bias")
     out_bias: bool | str = True
@@ -54,7 +58,10 @@ class Spec:
     act_names: dict[str, str] = field(default_factory=dict)  # config's activation name -> ours (OpenAI GPT's
                                                              # "gelu" is the tanh approximation)
     layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2)
-    attention_scale: bool = True        # T5 does not divide scores by sqrt(head_dim)
+    attention_scale: bool | str = True  # T5 does not divide scores by sqrt(head_dim); a config key: scale by its
+                                        # value ** -0.5 instead (Gemma 2: query_pre_attn_scalar)
+    attention_softcap: str | None = None  # config key: scores -> cap * tanh(scores / cap) (Gemma 2)
+    qk_norm: bool = False               # Qwen3: an RMSNorm over each head's queries and keys, before rotary
     shared_layers: bool = False         # ALBERT: num_hidden_groups groups of inner_group_num blocks, each group
                                         # reused for num_hidden_layers / num_hidden_groups consecutive depths
     pooler: bool = False                # dense + tanh over the first token (BERT, ALBERT)
@@ -64,6 +71,7 @@ class Spec:
     multiple_choice: ClassifierSpec = ClassifierSpec(pool="pooler")
     tied_embeddings: bool = True        # output projection shares the word embeddings unless config says otherwise
     lm_bias: bool = False               # the causal LM's output projection has a bias (CTRL)
+    logit_softcap: str | None = None    # config key: LM logits -> cap * tanh(logits / cap) (Gemma 2)
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
     convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express

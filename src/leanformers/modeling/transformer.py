@@ -14,13 +14,18 @@ from .rope import Rotary
 
 
 def flag(value, config) -> bool:
-    """A spec flag that is either fixed (a bool) or read from the config (a key name, e.g. Llama's attention_bias)."""
-    return bool(config.get(value, False)) if isinstance(value, str) else value
+    """A spec flag that is either fixed (a bool), read from the config (a key name, e.g. Llama's attention_bias) or
+    computed from it (a function of the config, e.g. OPT's final norm)."""
+    if isinstance(value, str):
+        return bool(config.get(value, False))
+    return bool(value(config)) if callable(value) else value
 
 
 def attention_scale(spec, config, depth: int) -> float | None:
     """None = the usual 1/sqrt(head_dim). GPT-2's config may drop that (scale_attn_weights=False) or further divide
     by the layer's depth + 1 (scale_attn_by_inverse_layer_idx), as its eager attention does."""
+    if isinstance(spec.attention_scale, str):  # Gemma 2: query_pre_attn_scalar ** -0.5
+        return config.get(spec.attention_scale) ** -0.5
     scaled = spec.attention_scale and config.get("scale_attn_weights", True)
     if not config.get("scale_attn_by_inverse_layer_idx", False):
         return None if scaled else 1.0
@@ -34,7 +39,8 @@ def attention_for(spec, config, kv_hidden=None, depth: int = 0) -> Attention:
         hidden, config.num_attention_heads, num_kv_heads=config.get("num_key_value_heads"),
         head_dim=config.get("head_dim"), bias=flag(spec.qkv_bias, config), out_bias=flag(spec.out_bias, config),
         fused_qkv=spec.fused_qkv and kv_hidden is None, scale=attention_scale(spec, config, depth),
-        kv_hidden=kv_hidden,
+        kv_hidden=kv_hidden, softcap=config.get(spec.attention_softcap) if spec.attention_softcap else None,
+        qk_norm_eps=config.layer_norm_eps if spec.qk_norm and kv_hidden is None else None,
     )
 
 
@@ -54,7 +60,8 @@ class Block(nn.Module):
     def __init__(self, spec, config, cross: bool = False, depth: int = 0):
         super().__init__()
         hidden, eps = config.hidden_size, config.layer_norm_eps
-        self.pre_norm = spec.pre_norm
+        self.pre_norm = flag(spec.pre_norm, config)
+        self.parallel = flag(spec.parallel_residual, config)
         self.attention = attention_for(spec, config, depth=depth)
         self.attention_norm = norm(spec.norm, hidden, eps)
         self.cross_attention = attention_for(spec, config, kv_hidden=hidden, depth=depth) if cross else None
@@ -63,6 +70,9 @@ class Block(nn.Module):
         act = spec.mlp_act or spec.act_names.get(config.hidden_act, config.hidden_act)
         self.mlp = MLP(hidden, inner, act, gated=spec.gated_mlp, bias=flag(spec.mlp_bias, config))
         self.mlp_norm = norm(spec.norm, hidden, eps)
+        # Gemma 2: the sublayers' outputs are normed too, before they join the residual
+        self.attention_post_norm = norm(spec.norm, hidden, eps) if spec.sandwich_norm else None
+        self.mlp_post_norm = norm(spec.norm, hidden, eps) if spec.sandwich_norm else None
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
                 encoder_states=None, cross_bias=None, output_attentions=False, first_only=False):
@@ -79,12 +89,19 @@ class Block(nn.Module):
         if self.pre_norm:
             out, probs = self.attention(self.attention_norm(x), bias, rotary=rotary, is_causal=is_causal,
                                         queries=queries, **attend)
+            if self.attention_post_norm is not None:
+                out = self.attention_post_norm(out)
+            if self.parallel:  # GPT-NeoX: both sublayers read the same input, x + (attn + mlp)
+                return residual(x[:, :queries], out + self.mlp(self.mlp_norm(x[:, :queries]))), probs, None
             x = residual(x[:, :queries], out)
             if self.cross_attention is not None and encoder_states is not None:
                 out, cross_probs = self.cross_attention(self.cross_attention_norm(x), cross_bias,
                                                         kv_states=encoder_states, **attend)
                 x = residual(x, out)
-            return residual(x, self.mlp(self.mlp_norm(x))), probs, cross_probs
+            out = self.mlp(self.mlp_norm(x))
+            if self.mlp_post_norm is not None:
+                out = self.mlp_post_norm(out)
+            return residual(x, out), probs, cross_probs
         out, probs = self.attention(x, bias, rotary=rotary, is_causal=is_causal, queries=queries, **attend)
         x = self.attention_norm(residual(x[:, :queries], out))
         if self.cross_attention is not None and encoder_states is not None:
@@ -107,7 +124,8 @@ class Transformer(nn.Module):
         blocks = 1 + max(i for group in self.schedule for i in group)
         self.layers = nn.ModuleList(Block(spec, config, cross, depth=i) for i in range(blocks))
         self.windows = spec.layer_windows(config) if spec.layer_windows else [None] * n  # sliding window per depth
-        self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) if spec.final_norm else None
+        self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) \
+            if flag(spec.final_norm, config) else None
         self.rotary = None
         if spec.position == "rotary":
             self.rotary = Rotary.from_config(config)
@@ -115,9 +133,12 @@ class Transformer(nn.Module):
         # T5: one relative position bias for the whole stack (its checkpoint keeps it in the first layer)
         self.relative_bias = RelativePositionBias(config, not causal) if spec.position == "relative" else None
 
-    def position_ids(self, input_ids, inputs_embeds, past_length):
+    def position_ids(self, input_ids, inputs_embeds, past_length, attention_mask=None):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
+        if self.spec.positions_from_mask and attention_mask is not None:  # OPT: padding gets position -1
+            positions = (attention_mask.long().cumsum(1) * attention_mask.long() - 1)
+            return positions[:, past_length:past_length + length]
         if self.spec.positions_from_padding:
             pad = self.config.pad_token_id
             if input_ids is not None:  # RoBERTa: count real tokens, padding keeps position `pad`
@@ -143,7 +164,7 @@ class Transformer(nn.Module):
         cache = past_key_values if use_cache or past_key_values is not None else None
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal", "sinusoidal_fairseq"):
-            position_ids = self.position_ids(input_ids, inputs_embeds, past)
+            position_ids = self.position_ids(input_ids, inputs_embeds, past, attention_mask)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         length = x.shape[1]
         biases = {window: attention_bias(attention_mask, length, past + length, self.causal, x.dtype, window)
