@@ -199,3 +199,118 @@ def test_fused_checkpoint_tensors_round_trip(checkpoints):
         joined = next(v for k, v in back.items() if k.endswith(fused.split("layers.1.")[1].replace(
             "gate_up_proj", "gate_up").replace("attention.query_key_value", "attention.qkv_per_head")))
         assert torch.equal(joined, load_file(f"{folder}/model.safetensors")[fused])
+
+
+# ------------------------------------------------------------------ GGUF files (llama.cpp's layout) of the new decoders
+_GGUF_SIZES = dict(hidden_size=64, num_attention_heads=4, intermediate_size=96)  # rows of 32-value blocks
+GGUF_TINY = {  # architecture -> a transformers config whose sizes the GGUF metadata carries (sliding windows off: a
+    # GGUF file for Qwen3 / Phi-3 names none, and the oracle's Gemma 2 reads its window from the file)
+    "qwen3": lambda: transformers.Qwen3Config(**{**_COMMON, **_GGUF_SIZES}, num_key_value_heads=2, head_dim=128,
+                                              rms_norm_eps=1e-5),
+    "phi3": lambda: transformers.Phi3Config(**{**_COMMON, **_GGUF_SIZES}, num_key_value_heads=2),
+    "gemma2": lambda: transformers.Gemma2Config(**{**_GEMMA, **_GGUF_SIZES, "head_dim": 256}, sliding_window=4,
+                                                 rms_norm_eps=1e-5),
+}
+# what llama.cpp's converter stores each tensor as: block quantizations for the big matrices, F32 for norms
+GGUF_STORED = {"token_embd": "Q8_0", "attn_q": "F16", "attn_k": "Q8_0", "attn_qkv": "Q8_0", "ffn_up": "Q8_0",
+               "ffn_down": "F16"}
+
+
+def _write_gguf(path, architecture, hf_model):
+    """A GGUF file as convert_hf_to_gguf writes one for this transformers model: gguf-py's tensor names, Gemma 2's
+    norms stored as 1 + w, metadata under "<arch>.", and the tiny byte-level / SentencePiece vocabulary of
+    test_gguf."""
+    import gguf
+    import numpy as np
+    from test_gguf import write_tokenizer
+
+    config = hf_model.config
+    arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == architecture)
+    names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_rope_freq_base(config.rope_theta)
+    if architecture in ("qwen3", "gemma2"):
+        writer.add_key_length(config.head_dim)
+        writer.add_value_length(config.head_dim)
+    if architecture == "gemma2":
+        writer.add_sliding_window(config.sliding_window)
+        writer.add_attn_logit_softcapping(config.attn_logit_softcapping)
+        writer.add_final_logit_softcapping(config.final_logit_softcapping)
+    write_tokenizer(writer, "gpt2" if architecture == "qwen3" else "llama")
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_pad_token_id(0)  # else Phi-3's config default (32000) lies outside the tiny vocabulary
+    for hf_name, tensor in hf_model.state_dict().items():
+        stem, suffix = hf_name.rsplit(".", 1)
+        name = names.get_name(stem)
+        if name is None and config.tie_word_embeddings and stem == "lm_head":
+            continue  # tied: the file keeps the embeddings only
+        weights = tensor.numpy().astype(np.float32)
+        if architecture == "gemma2" and stem.endswith("norm"):
+            weights = weights + 1
+        kind = GGUF_STORED.get(name.split(".")[-1], "F32") if suffix == "weight" else "F32"
+        if kind == "F16":
+            writer.add_tensor(f"{name}.{suffix}", weights.astype(np.float16))
+        elif kind == "Q8_0":
+            qtype = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(f"{name}.{suffix}", gguf.quants.quantize(weights, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(f"{name}.{suffix}", weights)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("architecture", sorted(GGUF_TINY))
+def test_gguf_file_equals_oracle(architecture, tmp_path):
+    """A tiny GGUF file of each llama.cpp-supported new decoder: our config, dequantized tensors (HF names) and
+    tokenizer equal transformers' GGUF loader's; the model loaded from it gives the oracle's logits and greedy ids."""
+    from test_gguf import assert_state_dict_equal, assert_tokenizer_equal, oracle_config_and_tensors, tiny_vocab
+    from test_gguf import tiny_sentencepiece_vocab
+
+    from leanformers.gguf import load_gguf
+
+    vocab = len(tiny_vocab() if architecture == "qwen3" else tiny_sentencepiece_vocab())
+    config = GGUF_TINY[architecture]()
+    config.vocab_size = vocab
+    torch.manual_seed(0)
+    source = _random_norms(getattr(transformers, TINY[architecture][0] + "ForCausalLM")(config).eval())
+    path = _write_gguf(tmp_path / f"{architecture}.gguf", architecture, source)
+
+    checkpoint = load_gguf(path)
+    oracle_config, tensors = oracle_config_and_tensors(path)
+    assert_state_dict_equal(checkpoint.state_dict, tensors)
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "sliding_window"):
+        assert checkpoint.config.get(key) == getattr(oracle_config, key, None), key
+    theirs = transformers.AutoModelForCausalLM.from_config(oracle_config, attn_implementation="eager").eval()
+    theirs.load_state_dict(tensors, strict=False)
+    theirs.tie_weights()
+    ours = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    assert type(ours).__name__ == TINY[architecture][0] + "ForCausalLM"
+    assert not ours.loading_info["missing_keys"] and not ours.loading_info["unexpected_keys"], ours.loading_info
+    ids, mask = random_inputs(vocab, batch=2, length=8, special=(2,))
+    real = mask.bool()
+    assert max_diff(_run(theirs, ids, mask).logits[real], _run(ours, ids, mask).logits[real]) <= 1e-4
+    left_ids, left_mask = random_inputs(vocab, batch=2, length=6, seed=3, pad_right=False, special=(2,))
+    settings = dict(max_new_tokens=6, pad_token_id=0, do_sample=False)
+    assert torch.equal(theirs.generate(left_ids, attention_mask=left_mask, **settings),
+                       ours.generate(left_ids, attention_mask=left_mask, **settings))
+    texts = ["hello the world", " the world hi", "hi  there\nworld", "café 🤗 x\ny"]
+    if architecture == "qwen3":
+        oracle_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+        assert_tokenizer_equal(checkpoint.tokenizer_object, oracle_tokenizer, texts)
+    else:  # SentencePiece files: we tokenize as llama.cpp (BPE by score, "▁" for spaces, byte fallback); the
+        # oracle's GGUF converters depart from it (Phi-3: no space normalizer; Gemma: a Unigram model)
+        for text in texts:
+            ids = checkpoint.tokenizer_object.encode(text, add_special_tokens=False).ids
+            assert checkpoint.tokenizer_object.decode(ids) == text
