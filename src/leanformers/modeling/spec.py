@@ -34,6 +34,7 @@ class Spec:
 
     # embeddings
     position: str | None = "learned"    # "learned" | "sinusoidal" | "rotary" | "relative" | None
+    relative_bias: bool = False         # MPNet: T5's bucketed relative bias on top of learned positions
     position_offset: int = 0            # BART/OPT learned tables start at 2
     positions_from_padding: bool = False  # RoBERTa: positions count past padding_idx
     positions_from_mask: bool = False   # OPT: without position_ids, positions count the attention mask's real tokens

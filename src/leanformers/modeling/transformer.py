@@ -131,7 +131,8 @@ class Transformer(nn.Module):
             self.rotary = Rotary.from_config(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         # T5: one relative position bias for the whole stack (its checkpoint keeps it in the first layer)
-        self.relative_bias = RelativePositionBias(config, not causal) if spec.position == "relative" else None
+        relative = spec.position == "relative" or spec.relative_bias
+        self.relative_bias = RelativePositionBias(config, not causal) if relative else None
 
     def position_ids(self, input_ids, inputs_embeds, past_length, attention_mask=None):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]

@@ -6,6 +6,7 @@ ARCHITECTURES = {
     "xlm-roberta": "roberta",
     "albert": "albert",
     "electra": "electra",
+    "mpnet": "mpnet",
     "gpt2": "gpt2",
     "openai-gpt": "openai_gpt",
     "ctrl": "ctrl",
