@@ -2,6 +2,7 @@
 losses, padded batches against single runs, a base checkpoint into a head model, hidden states and attentions, and
 the pipelines on them."""
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,46 @@ def test_hidden_states_and_attentions(arch, tmp_path):
         assert_close({"t": x[real]}, {"t": y[real]}, what=f"hidden state {i}")
     for i, (x, y) in enumerate(zip(a.attentions, b.attentions)):  # rows of real queries
         assert_close({"t": x.transpose(1, 2)[real]}, {"t": y.transpose(1, 2)[real]}, what=f"attention {i}")
+
+
+# ---------------------------------------------------------------- pipelines
+MINILM_VOCAB = Path(__file__).resolve().parents[1] / ".models" / "minilm" / "vocab.txt"
+needs_vocab = pytest.mark.skipif(not MINILM_VOCAB.exists(), reason="run scripts/fetch_models.sh for the MiniLM files")
+TEXTS = ["I love this movie!", "Terrible, awful, no good.", "ok", "Hugging Face is based in New York City.",
+         "A much longer sentence that goes on and on about nothing much at all, really, in Paris and Berlin."]
+
+
+def _pipeline_outputs_close(theirs, ours, path="result"):
+    if isinstance(theirs, dict):
+        assert set(theirs) == set(ours), path
+        for key in theirs:
+            _pipeline_outputs_close(theirs[key], ours[key], f"{path}.{key}")
+    elif isinstance(theirs, (list, tuple)):
+        assert len(theirs) == len(ours), path
+        for i, (a, b) in enumerate(zip(theirs, ours)):
+            _pipeline_outputs_close(a, b, f"{path}[{i}]")
+    elif isinstance(theirs, float):
+        assert abs(theirs - ours) <= 1e-4, f"{path}: {theirs} vs ours {ours}"
+    else:
+        assert theirs == ours, f"{path}: {theirs!r} vs ours {ours!r}"
+
+
+@needs_vocab
+def test_mpnet_feature_extraction_and_sentence_embeddings(tmp_path):
+    """A tiny MPNet with an MPNet tokenizer over the bert-base-uncased vocabulary: feature-extraction equals
+    transformers' pipeline; pooling="mean" + normalize gives sentence-transformers' mean pooling of those states."""
+    tokenizer = transformers.MPNetTokenizerFast(vocab_file=str(MINILM_VOCAB))
+    config = transformers.MPNetConfig(**{**_SIZES, "vocab_size": len(tokenizer), "max_position_embeddings": 514})
+    torch.manual_seed(0)
+    transformers.MPNetModel(config).eval().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    theirs = transformers.pipeline("feature-extraction", model=str(tmp_path))
+    ours = leanformers.pipeline("feature-extraction", model=str(tmp_path))
+    _pipeline_outputs_close(theirs(TEXTS), ours(TEXTS))
+    assert leanformers.AutoTokenizer.from_pretrained(tmp_path)(TEXTS[0]).keys() == {"input_ids", "attention_mask"}
+    embed = leanformers.pipeline("feature-extraction", model=str(tmp_path), pooling="mean", normalize=True,
+                                 batch_size=4)
+    vectors = torch.tensor(embed(TEXTS))
+    for text, vector in zip(TEXTS, vectors):
+        mean = theirs(text, return_tensors=True)[0].mean(0)
+        assert (vector - mean / mean.norm()).abs().max() < 1e-5

@@ -99,6 +99,8 @@ FAMILIES: dict[str, Family] = {
                               WITHOUT_TYPE_IDS, "m2m100", language_codes=tuple(f"__{c}__" for c in M2M100_LANGUAGES),
                               language_code_first=True, language_token="__{}__", default_src_lang="en",
                               special_token_separator="", language_codes_special=False),
+    "MPNetTokenizer": Family({**FAIRSEQ_SPECIAL, "unk_token": "[UNK]", "mask_token": _mask(), "do_lower_case": True},
+                             WITHOUT_TYPE_IDS),
     # decoder-only LLM classes pad on the left by default
     "LlamaTokenizer": Family(dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", add_bos_token=True,
                                   add_eos_token=False, clean_up_tokenization_spaces=False, padding_side="left"),
@@ -117,6 +119,7 @@ MODEL_TYPE_FAMILIES = {
     "xlm-roberta": "XLMRobertaTokenizer", "mbart": "MBartTokenizer", "marian": "MarianTokenizer",
     "m2m_100": "M2M100Tokenizer", "llama": "LlamaTokenizer",
     "mistral": "LlamaTokenizer", "gemma": "GemmaTokenizer", "qwen2": "Qwen2Tokenizer",
+    "mpnet": "MPNetTokenizer",
 }
 
 
