@@ -23,6 +23,14 @@ _SIZES = dict(vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_
 # architecture -> (class-name prefix, tiny config with odd sizes); each entry runs for every head
 TINY = {
     "mpnet": ("MPNet", lambda: transformers.MPNetConfig(**_SIZES, relative_attention_num_buckets=32)),
+    # DeBERTa-v3: shared keys, log buckets, a normed table, no absolute positions
+    "deberta-v3": ("DebertaV2", lambda: transformers.DebertaV2Config(
+        **_SIZES, relative_attention=True, position_buckets=8, max_relative_positions=64, pos_att_type=["p2c", "c2p"],
+        share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)),
+    # DeBERTa-v2's: separate position projections, absolute positions too, token types, embedding_size != hidden
+    "deberta-v2": ("DebertaV2", lambda: transformers.DebertaV2Config(
+        **_SIZES, relative_attention=True, max_relative_positions=6, pos_att_type="c2p|p2c", share_att_key=False,
+        position_biased_input=True, type_vocab_size=2, embedding_size=20)),
 }
 
 

@@ -43,6 +43,8 @@ class Spec:
     embedding_norm: bool = False
     embedding_projection: str | None = None  # embed in embedding_size, then project: "always" (ALBERT) |
                                              # "if_sizes_differ" (ELECTRA: only when embedding_size != hidden_size)
+    embeddings_class: type | None = None  # (spec, config) -> embeddings module, where Embeddings cannot express
+                                          # them (DeBERTa: project before the norm, parts present by config)
     # blocks
     norm: str = "layer"                 # "layer" | "rms" | "rms_offset" (Gemma: weight stored as w - 1)
     # flags below typed `bool | str | Callable` are fixed, or a config key (or config -> bool) that decides
@@ -62,6 +64,9 @@ class Spec:
     attention_scale: bool | str = True  # T5 does not divide scores by sqrt(head_dim); a config key: scale by its
                                         # value ** -0.5 instead (Gemma 2: query_pre_attn_scalar)
     attention_softcap: str | None = None  # config key: scores -> cap * tanh(scores / cap) (Gemma 2)
+    attention_class: type | None = None  # (config) -> self-attention module replacing Attention (DeBERTa's
+                                         # disentangled attention); its `context` class, if any, is built once per
+                                         # stack and its output passed to every layer as `relative`
     qk_norm: bool = False               # Qwen3: an RMSNorm over each head's queries and keys, before rotary
     shared_layers: bool = False         # ALBERT: num_hidden_groups groups of inner_group_num blocks, each group
                                         # reused for num_hidden_layers / num_hidden_groups consecutive depths

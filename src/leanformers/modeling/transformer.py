@@ -34,6 +34,8 @@ def attention_scale(spec, config, depth: int) -> float | None:
 
 
 def attention_for(spec, config, kv_hidden=None, depth: int = 0) -> Attention:
+    if spec.attention_class is not None and kv_hidden is None:
+        return spec.attention_class(config)
     hidden = config.hidden_size
     return Attention(
         hidden, config.num_attention_heads, num_kv_heads=config.get("num_key_value_heads"),
@@ -75,12 +77,14 @@ class Block(nn.Module):
         self.mlp_post_norm = norm(spec.norm, hidden, eps) if spec.sandwich_norm else None
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
-                encoder_states=None, cross_bias=None, output_attentions=False, first_only=False):
+                encoder_states=None, cross_bias=None, output_attentions=False, first_only=False, relative=None):
         """x (B, T, hidden) -> (B, T, hidden), self-attention probs, cross-attention probs.
 
         first_only: only position 0 goes on (a classifier reads nothing else): it still attends to every position,
         but its attention output, residuals, norms and MLP run on that one row, and the result is (B, 1, hidden)."""
         attend = dict(cache=cache, layer_idx=layer_idx, output_attentions=output_attentions)
+        if relative is not None:  # DeBERTa: the relative-position table and distances, computed once per stack
+            attend["relative"] = relative
         queries = None  # x[:, :None] is all of x
         if first_only:
             queries = 1
@@ -117,7 +121,7 @@ class Transformer(nn.Module):
                  pooler: bool = False):
         super().__init__()
         self.spec, self.config, self.causal = spec, config, causal
-        self.embeddings = embeddings if embeddings is not None else Embeddings(spec, config)
+        self.embeddings = embeddings if embeddings is not None else (spec.embeddings_class or Embeddings)(spec, config)
         # which blocks run at each depth: one block each, or ALBERT's shared groups
         n = config.num_hidden_layers
         self.schedule = shared_schedule(config) if spec.shared_layers else [(i,) for i in range(n)]
@@ -130,6 +134,8 @@ class Transformer(nn.Module):
         if spec.position == "rotary":
             self.rotary = Rotary.from_config(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
+        context = getattr(spec.attention_class, "context", None)
+        self.attention_context = context(config) if context and config.get("relative_attention", False) else None
         # T5: one relative position bias for the whole stack (its checkpoint keeps it in the first layer)
         relative = spec.position == "relative" or spec.relative_bias
         self.relative_bias = RelativePositionBias(config, not causal) if relative else None
@@ -166,7 +172,8 @@ class Transformer(nn.Module):
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal", "sinusoidal_fairseq"):
             position_ids = self.position_ids(input_ids, inputs_embeds, past, attention_mask)
-        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
+        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds,
+                            **({"attention_mask": attention_mask} if getattr(self.embeddings, "takes_mask", False) else {}))
         length = x.shape[1]
         biases = {window: attention_bias(attention_mask, length, past + length, self.causal, x.dtype, window)
                   for window in set(self.windows)}
@@ -177,6 +184,7 @@ class Transformer(nn.Module):
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        relative = self.attention_context(length, x.device) if self.attention_context is not None else None
         # ALBERT's last depth may run several shared blocks: only the very last block narrows to position 0
         last_block = (len(self.schedule) - 1, self.schedule[-1][-1])
         first_only = first_only and not (self.causal or output_hidden_states or output_attentions)
@@ -188,7 +196,7 @@ class Transformer(nn.Module):
                 x, probs, cross_probs = self.layers[index](
                     x, biases[self.windows[depth]], cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
                     encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions,
-                    first_only=first_only and (depth, index) == last_block)
+                    first_only=first_only and (depth, index) == last_block, relative=relative)
                 attentions.append(probs)
                 cross_attentions.append(cross_probs)
         if self.final_norm is not None:

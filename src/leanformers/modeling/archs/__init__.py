@@ -7,6 +7,7 @@ ARCHITECTURES = {
     "albert": "albert",
     "electra": "electra",
     "mpnet": "mpnet",
+    "deberta-v2": "deberta_v2",
     "gpt2": "gpt2",
     "openai-gpt": "openai_gpt",
     "ctrl": "ctrl",
