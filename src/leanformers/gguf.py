@@ -93,7 +93,8 @@ _TENSOR_NAMES = {
 _ARCH_TENSOR_NAMES = {
     "qwen3": {"blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
               "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm"},
-    "phi3": {"blk.{}.attn_qkv": "model.layers.{}.self_attn.qkv_proj", "blk.{}.ffn_up": "model.layers.{}.mlp.gate_up_proj"},
+    "phi3": {"blk.{}.attn_qkv": "model.layers.{}.self_attn.qkv_proj",
+             "blk.{}.ffn_up": "model.layers.{}.mlp.gate_up_proj"},
     "gemma2": {"blk.{}.post_attention_norm": "model.layers.{}.post_attention_layernorm",
                "blk.{}.ffn_norm": "model.layers.{}.pre_feedforward_layernorm",
                "blk.{}.post_ffw_norm": "model.layers.{}.post_feedforward_layernorm"},

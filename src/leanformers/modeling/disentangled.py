@@ -32,7 +32,8 @@ def log_bucket_position(relative: torch.Tensor, bucket_size: int, max_position: 
     mid = bucket_size // 2
     near = (relative < mid) & (relative > -mid)
     absolute = torch.where(near, torch.tensor(mid - 1).type_as(relative), relative.abs())
-    log_pos = torch.ceil(torch.log(absolute / mid) / torch.log(torch.tensor((max_position - 1) / mid)) * (mid - 1)) + mid
+    log_pos = torch.ceil(torch.log(absolute / mid) / torch.log(torch.tensor((max_position - 1) / mid)) * (mid - 1))
+    log_pos = log_pos + mid
     return torch.where(absolute <= mid, relative.type_as(log_pos), log_pos * sign)
 
 

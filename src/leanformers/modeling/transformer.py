@@ -172,8 +172,8 @@ class Transformer(nn.Module):
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None and self.spec.position in ("learned", "rotary", "sinusoidal", "sinusoidal_fairseq"):
             position_ids = self.position_ids(input_ids, inputs_embeds, past, attention_mask)
-        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds,
-                            **({"attention_mask": attention_mask} if getattr(self.embeddings, "takes_mask", False) else {}))
+        masked = {"attention_mask": attention_mask} if getattr(self.embeddings, "takes_mask", False) else {}
+        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds, **masked)
         length = x.shape[1]
         biases = {window: attention_bias(attention_mask, length, past + length, self.causal, x.dtype, window)
                   for window in set(self.windows)}
