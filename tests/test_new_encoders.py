@@ -175,3 +175,52 @@ def test_mpnet_feature_extraction_and_sentence_embeddings(tmp_path):
     for text, vector in zip(TEXTS, vectors):
         mean = theirs(text, return_tensors=True)[0].mean(0)
         assert (vector - mean / mean.norm()).abs().max() < 1e-5
+
+
+SPM = Path(__file__).resolve().parents[1] / ".models" / "spm"
+needs_spm = pytest.mark.skipif(not (SPM / "botchan_en_unigram_1000.model").exists(),
+                               reason="run scripts/fetch_models.sh for the SentencePiece models")
+NLI = {0: "contradiction", 1: "neutral", 2: "entailment"}
+
+
+def _deberta_tokenizer_folder(folder, **options):
+    """A DeBERTa-v2 tokenizer over a real SentencePiece model, saved as microsoft/deberta-v3-* ship theirs: spm.model
+    and tokenizer_config.json, no tokenizer.json (so both libraries convert it)."""
+    tokenizer = transformers.DebertaV2Tokenizer(vocab_file=str(SPM / "botchan_en_unigram_1000.model"), **options)
+    tokenizer.save_pretrained(folder)
+    assert not (Path(folder) / "tokenizer.json").exists() and (Path(folder) / "spm.model").exists()
+    return tokenizer
+
+
+@needs_spm
+@pytest.mark.parametrize("options", [{}, {"do_lower_case": True, "split_by_punct": True}])
+def test_deberta_sentencepiece_tokenizer_equals_oracle(options, tmp_path):
+    _deberta_tokenizer_folder(tmp_path, **options)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = leanformers.AutoTokenizer.from_pretrained(tmp_path)
+    texts = ["Hello World, how are you?", "  spaces   inside  and out  ", "I didn't go; (really!) [MASK] x",
+             "Botchan was a boy 123,456.78"]
+    for text in texts:
+        expected = theirs(text, return_offsets_mapping=True)
+        got = ours(text, return_offsets_mapping=True)
+        assert dict(got) == {k: list(v) for k, v in expected.items()}, text
+        assert ours.decode(got["input_ids"]) == theirs.decode(expected["input_ids"]), text
+    pair = (texts[0], texts[2])
+    assert dict(ours(*pair)) == dict(theirs(*pair))
+
+
+@needs_spm
+def test_zero_shot_on_deberta_nli_head(tmp_path):
+    """zero-shot-classification on a tiny DeBERTa-v3-style NLI head equals transformers' pipeline."""
+    tokenizer = _deberta_tokenizer_folder(tmp_path)
+    config = TINY["deberta-v3"][1]()
+    config.vocab_size, config.id2label, config.label2id = len(tokenizer), NLI, {v: k for k, v in NLI.items()}
+    config.max_position_embeddings = 512
+    torch.manual_seed(0)
+    transformers.DebertaV2ForSequenceClassification(config).eval().save_pretrained(tmp_path)
+    theirs = transformers.pipeline("zero-shot-classification", model=str(tmp_path))
+    ours = leanformers.pipeline("zero-shot-classification", model=str(tmp_path))
+    labels = ["travel", "cooking", "dancing"]
+    for call in ({}, {"multi_label": True}):
+        _pipeline_outputs_close(theirs(TEXTS, candidate_labels=labels, **call),
+                                ours(TEXTS, candidate_labels=labels, **call))
