@@ -23,6 +23,15 @@ _SIZES = dict(vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_
 # architecture -> (class-name prefix, tiny config with odd sizes); each entry runs for every head
 TINY = {
     "mpnet": ("MPNet", lambda: transformers.MPNetConfig(**_SIZES, relative_attention_num_buckets=32)),
+    # four layers: global, local, local, global; a window of 2 either side, within the 9-token inputs
+    "modernbert": ("ModernBert", lambda: transformers.ModernBertConfig(
+        **{**_SIZES, "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 4}, local_attention=4,
+        global_rope_theta=1000.0, local_rope_theta=50.0, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        cls_token_id=2, sep_token_id=1)),
+    "modernbert-mean-biases": ("ModernBert", lambda: transformers.ModernBertConfig(
+        **{**_SIZES, "hidden_size": 32, "intermediate_size": 40}, local_attention=4, classifier_pooling="mean",
+        norm_bias=True, attention_bias=True, mlp_bias=True, classifier_bias=True, pad_token_id=0, eos_token_id=1,
+        bos_token_id=2, cls_token_id=2, sep_token_id=1)),
     # DeBERTa-v3: shared keys, log buckets, a normed table, no absolute positions
     "deberta-v3": ("DebertaV2", lambda: transformers.DebertaV2Config(
         **_SIZES, relative_attention=True, position_buckets=8, max_relative_positions=64, pos_att_type=["p2c", "c2p"],

@@ -12,13 +12,14 @@ from .layers import RMSNorm
 def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype,
                    window: int | None = None) -> torch.Tensor | None:
     """Additive bias (B, 1, Tq, Tk) from a (B, Tk) 0/1 padding mask, plus the causal triangle if `causal`, limited to
-    the last `window` positions for sliding-window attention (Mistral: a query sees keys with q - k < window).
+    the last `window` positions for sliding-window attention (Mistral: a query sees keys with q - k < window; an
+    encoder's window is |q - k| <= window).
 
     Returns None when nothing is masked (SDPA then takes its fast path; a causal model passes is_causal instead).
     The queries are the last `query_length` of the `key_length` positions (a KV cache holds the earlier ones).
     """
     padded = attention_mask is not None and not bool(attention_mask.all())
-    windowed = causal and window is not None and key_length > window
+    windowed = window is not None and key_length > window
     if not padded and not windowed and (not causal or query_length == key_length or query_length == 1):
         return None
     device = attention_mask.device if attention_mask is not None else None
@@ -27,6 +28,10 @@ def attention_bias(attention_mask, query_length: int, key_length: int, causal: b
         past = key_length - query_length
         allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(past)
         allowed = (allowed.triu(past - window + 1) if windowed else allowed)[None, None]
+    elif windowed:  # bidirectional (ModernBERT's local layers): keys within `window` positions either side
+        past = key_length - query_length
+        allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device)
+        allowed = allowed.tril(past + window).triu(past - window)[None, None]
     if padded:
         allowed = allowed & attention_mask[:, None, None, :].bool()
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)

@@ -62,9 +62,16 @@ class OffsetRMSNorm(nn.Module):
         return (normed * (1.0 + self.weight.float())).type_as(x)
 
 
+def norm_kind(spec, config) -> str:
+    """The spec's norm kind: fixed, or chosen by the config (ModernBERT: LayerNorm with or without bias)."""
+    return spec.norm(config) if callable(spec.norm) else spec.norm
+
+
 def norm(kind: str, size: int, eps: float) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(size, eps=eps)
+    if kind == "layer_no_bias":
+        return nn.LayerNorm(size, eps=eps, bias=False)
     if kind == "rms":
         return RMSNorm(size, eps)
     if kind == "rms_offset":
@@ -129,7 +136,7 @@ class Embeddings(nn.Module):
         if self.pad is not None:
             self.sinusoid = fairseq_sinusoidal_table(config.max_position_embeddings + self.pad + 1, size, self.pad)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types else None
-        self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
+        self.norm = norm(norm_kind(spec, config), size, config.layer_norm_eps) if spec.embedding_norm else None
         project = spec.embedding_projection == "always" or (spec.embedding_projection and size != hidden)
         self.project = nn.Linear(size, hidden) if project else None
         self.scale = math.sqrt(hidden) if spec.embedding_scale else 1.0

@@ -86,11 +86,12 @@ class Rotary(nn.Module):
         self.original_inv_freq, self.seen = self.inv_freq, max_positions
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, base: float | None = None):
+        """The rotary table config.json asks for; `base` overrides rope_theta (a per-layer base)."""
         head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
         head_dim = int(head_dim * config.get("partial_rotary_factor", 1.0))  # GPT-NeoX, Phi-3: rotate a part
-        return cls(head_dim, config.get("rope_theta", 10000.0), config.get("rope_scaling"),
-                   config.get("max_position_embeddings", 2048))
+        base = base if base is not None else config.get("rope_theta", 10000.0)
+        return cls(head_dim, base, config.get("rope_scaling"), config.get("max_position_embeddings", 2048))
 
     def _dynamic_update(self, position_ids):
         """transformers' dynamic_rope_update: grow the base past the longest length seen, reset when short again."""

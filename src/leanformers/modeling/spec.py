@@ -46,10 +46,13 @@ class Spec:
     embeddings_class: type | None = None  # (spec, config) -> embeddings module, where Embeddings cannot express
                                           # them (DeBERTa: project before the norm, parts present by config)
     # blocks
-    norm: str = "layer"                 # "layer" | "rms" | "rms_offset" (Gemma: weight stored as w - 1)
+    norm: str | Callable = "layer"      # "layer" | "layer_no_bias" | "rms" | "rms_offset" (Gemma: weight stored as
+                                        # w - 1), or config -> one of them
+    first_attention_norm: bool = True   # False: layer 0 has no attention norm (ModernBERT: the embeddings are normed)
     # flags below typed `bool | str | Callable` are fixed, or a config key (or config -> bool) that decides
     pre_norm: bool | str | Callable = False  # x + f(norm(x)) instead of norm(x + f(x)) (OPT: do_layer_norm_before)
     final_norm: bool | str | Callable = False
+    hidden_states_normed: bool = True   # the last of output_hidden_states is after the final norm (ModernBERT: before)
     sandwich_norm: bool = False         # Gemma 2: a norm on the attention and MLP outputs too, before the residual
     parallel_residual: bool | str = False  # GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x)) (use_parallel_residual)
     fused_qkv: bool = False
@@ -60,7 +63,9 @@ class Spec:
     mlp_act: str | None = None          # an activation the architecture fixes (CTRL: relu); None = config.hidden_act
     act_names: dict[str, str] = field(default_factory=dict)  # config's activation name -> ours (OpenAI GPT's
                                                              # "gelu" is the tanh approximation)
-    layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2)
+    layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2); in an
+                                           # encoder, keys within that distance either side (ModernBERT's local layers)
+    layer_rope_theta: Callable | None = None  # config -> per-layer rotary base (ModernBERT: global vs local layers)
     attention_scale: bool | str = True  # T5 does not divide scores by sqrt(head_dim); a config key: scale by its
                                         # value ** -0.5 instead (Gemma 2: query_pre_attn_scalar)
     attention_softcap: str | None = None  # config key: scores -> cap * tanh(scores / cap) (Gemma 2)
@@ -78,6 +83,7 @@ class Spec:
     tied_embeddings: bool = True        # output projection shares the word embeddings unless config says otherwise
     lm_bias: bool = False               # the causal LM's output projection has a bias (CTRL)
     logit_softcap: str | None = None    # config key: LM logits -> cap * tanh(logits / cap) (Gemma 2)
+    prediction_head: bool = False       # ModernBERT: every task head is dense -> act -> norm, then its projection
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
     convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express

@@ -7,7 +7,7 @@ from torch import nn
 
 from .attention import Attention, attention_bias
 from .cache import KVCache
-from .layers import MLP, Embeddings, norm
+from .layers import MLP, Embeddings, norm, norm_kind
 from .outputs import ModelOutput
 from .position_bias import RelativePositionBias
 from .rope import Rotary
@@ -65,16 +65,19 @@ class Block(nn.Module):
         self.pre_norm = flag(spec.pre_norm, config)
         self.parallel = flag(spec.parallel_residual, config)
         self.attention = attention_for(spec, config, depth=depth)
-        self.attention_norm = norm(spec.norm, hidden, eps)
+        kind = norm_kind(spec, config)
+        # ModernBERT: the first layer's input is the embeddings' norm already; its attention has no norm of its own
+        self.attention_norm = nn.Identity() if spec.first_attention_norm is False and depth == 0 else \
+            norm(kind, hidden, eps)
         self.cross_attention = attention_for(spec, config, kv_hidden=hidden, depth=depth) if cross else None
-        self.cross_attention_norm = norm(spec.norm, hidden, eps) if cross else None
+        self.cross_attention_norm = norm(kind, hidden, eps) if cross else None
         inner = config.get("intermediate_size") or 4 * hidden
         act = spec.mlp_act or spec.act_names.get(config.hidden_act, config.hidden_act)
         self.mlp = MLP(hidden, inner, act, gated=spec.gated_mlp, bias=flag(spec.mlp_bias, config))
-        self.mlp_norm = norm(spec.norm, hidden, eps)
+        self.mlp_norm = norm(kind, hidden, eps)
         # Gemma 2: the sublayers' outputs are normed too, before they join the residual
-        self.attention_post_norm = norm(spec.norm, hidden, eps) if spec.sandwich_norm else None
-        self.mlp_post_norm = norm(spec.norm, hidden, eps) if spec.sandwich_norm else None
+        self.attention_post_norm = norm(kind, hidden, eps) if spec.sandwich_norm else None
+        self.mlp_post_norm = norm(kind, hidden, eps) if spec.sandwich_norm else None
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
                 encoder_states=None, cross_bias=None, output_attentions=False, first_only=False, relative=None):
@@ -128,11 +131,15 @@ class Transformer(nn.Module):
         blocks = 1 + max(i for group in self.schedule for i in group)
         self.layers = nn.ModuleList(Block(spec, config, cross, depth=i) for i in range(blocks))
         self.windows = spec.layer_windows(config) if spec.layer_windows else [None] * n  # sliding window per depth
-        self.final_norm = norm(spec.norm, config.hidden_size, config.layer_norm_eps) \
+        self.final_norm = norm(norm_kind(spec, config), config.hidden_size, config.layer_norm_eps) \
             if flag(spec.final_norm, config) else None
         self.rotary = None
         if spec.position == "rotary":
             self.rotary = Rotary.from_config(config)
+        # ModernBERT: a rotary table per base, each layer reading its own (global vs local layers)
+        self.layer_thetas = spec.layer_rope_theta(config) if spec.layer_rope_theta else None
+        self.layer_rotary = {theta: Rotary.from_config(config, base=theta) for theta in set(self.layer_thetas)} \
+            if self.layer_thetas else None
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         context = getattr(spec.attention_class, "context", None)
         self.attention_context = context(config) if context and config.get("relative_attention", False) else None
@@ -184,6 +191,7 @@ class Transformer(nn.Module):
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, length, encoder_hidden_states.shape[1], False, x.dtype)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        rotaries = {theta: table(position_ids, x.dtype) for theta, table in (self.layer_rotary or {}).items()}
         relative = self.attention_context(length, x.device) if self.attention_context is not None else None
         # ALBERT's last depth may run several shared blocks: only the very last block narrows to position 0
         last_block = (len(self.schedule) - 1, self.schedule[-1][-1])
@@ -194,14 +202,17 @@ class Transformer(nn.Module):
                 hidden_states.append(x)
             for index in group:
                 x, probs, cross_probs = self.layers[index](
-                    x, biases[self.windows[depth]], cache=cache, layer_idx=depth, rotary=rotary, is_causal=self.causal,
+                    x, biases[self.windows[depth]], cache=cache, layer_idx=depth,
+                    rotary=rotaries[self.layer_thetas[depth]] if rotaries else rotary, is_causal=self.causal,
                     encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions,
                     first_only=first_only and (depth, index) == last_block, relative=relative)
                 attentions.append(probs)
                 cross_attentions.append(cross_probs)
+        if output_hidden_states and not self.spec.hidden_states_normed:
+            hidden_states.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        if output_hidden_states:
+        if output_hidden_states and self.spec.hidden_states_normed:
             hidden_states.append(x)
         return ModelOutput(
             last_hidden_state=x,

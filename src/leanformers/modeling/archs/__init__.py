@@ -8,6 +8,7 @@ ARCHITECTURES = {
     "electra": "electra",
     "mpnet": "mpnet",
     "deberta-v2": "deberta_v2",
+    "modernbert": "modernbert",
     "gpt2": "gpt2",
     "openai-gpt": "openai_gpt",
     "ctrl": "ctrl",
