@@ -97,7 +97,7 @@ DEFAULTS: dict[str, dict] = {
               "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128, "hidden_act": "silu",
               "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "use_cache": True,
               "tie_word_embeddings": False, "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False,
-              "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28, "layer_types": None},
+              "use_sliding_window": False, "max_window_layers": 28},  # sliding_window, layer_types: derived
     "gemma": {"vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
               "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
               "hidden_act": "gelu_pytorch_tanh", "hidden_activation": None, "max_position_embeddings": 8192,
@@ -108,17 +108,17 @@ DEFAULTS: dict[str, dict] = {
                "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
                "use_cache": True, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2,
                "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False,
-               "query_pre_attn_scalar": 256, "sliding_window": 4096, "layer_types": None,
+               "query_pre_attn_scalar": 256, "sliding_window": 4096,  # layer_types: derived (alternating)
                "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0},
     "phi3": {"vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-             "num_attention_heads": 32, "num_key_value_heads": None, "hidden_act": "silu",
+             "num_attention_heads": 32, "hidden_act": "silu",  # num_key_value_heads: num_attention_heads
              "max_position_embeddings": 4096, "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
              "use_cache": True, "tie_word_embeddings": False, "rope_theta": 10000.0, "rope_scaling": None,
              "partial_rotary_factor": 1.0, "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000,
              "sliding_window": None},
     "opt": {"vocab_size": 50272, "hidden_size": 768, "num_hidden_layers": 12, "ffn_dim": 3072,
             "max_position_embeddings": 2048, "do_layer_norm_before": True, "_remove_final_layer_norm": False,
-            "word_embed_proj_dim": None, "num_attention_heads": 12, "activation_function": "relu",
+            "num_attention_heads": 12, "activation_function": "relu",  # word_embed_proj_dim: hidden_size
             "use_cache": True, "pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2, "enable_bias": True,
             "layer_norm_elementwise_affine": True,
             "layer_norm_eps": 1e-5},  # not an OPTConfig key: its nn.LayerNorm default
