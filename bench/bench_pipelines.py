@@ -48,7 +48,8 @@ CHECKPOINTS = {
     "deberta": ("DebertaV2Config", "DebertaV2ForSequenceClassification", {
         **labels(NLI), "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "relative_attention": True, "position_buckets": 256, "pos_att_type": ["p2c", "c2p"],
-        "norm_rel_ebd": "layer_norm", "share_att_key": True, "position_biased_input": False, "max_relative_positions": -1}),
+        "norm_rel_ebd": "layer_norm", "share_att_key": True, "position_biased_input": False,
+        "max_relative_positions": -1}),
     "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {
         **labels(["NEGATIVE", "POSITIVE"]), "vocab_size": 30522, "pad_token_id": 0, "cls_token_id": 101,
         "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}),
