@@ -323,3 +323,27 @@ def test_gguf_file_equals_oracle(architecture, tmp_path):
         for text in texts:
             ids = checkpoint.tokenizer_object.encode(text, add_special_tokens=False).ids
             assert checkpoint.tokenizer_object.decode(ids) == text
+
+
+def test_pythia_checkpoint_buffers_are_ignored(checkpoints, tmp_path):
+    """Pythia's files carry per-layer causal-mask and rotary buffers (attention.bias, attention.masked_bias,
+    attention.rotary_emb.inv_freq): no model reads them, and loading says nothing about them."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    theirs, folder = checkpoints("gpt_neox")
+    for name in ("config.json", "generation_config.json"):
+        shutil.copy(f"{folder}/{name}", tmp_path / name)
+    state = load_file(f"{folder}/model.safetensors")
+    for i in range(theirs.config.num_hidden_layers):
+        layer = f"gpt_neox.layers.{i}.attention."
+        state[layer + "bias"] = torch.ones(1, 1, 64, 64, dtype=torch.bool).tril()
+        state[layer + "masked_bias"] = torch.tensor(-1e9)
+        state[layer + "rotary_emb.inv_freq"] = torch.ones(2)
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert not ours.loading_info["unexpected_keys"] and not ours.loading_info["missing_keys"], ours.loading_info
+    ids, mask = random_inputs(VOCAB, special=(2,))
+    real = mask.bool()
+    assert max_diff(_run(theirs, ids, mask).logits[real], _run(ours, ids, mask).logits[real]) <= 1e-4
