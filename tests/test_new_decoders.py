@@ -347,3 +347,9 @@ def test_pythia_checkpoint_buffers_are_ignored(checkpoints, tmp_path):
     ids, mask = random_inputs(VOCAB, special=(2,))
     real = mask.bool()
     assert max_diff(_run(theirs, ids, mask).logits[real], _run(ours, ids, mask).logits[real]) <= 1e-4
+
+
+def test_opt_350m_layout_is_refused_clearly():
+    config = transformers.OPTConfig(**_OPT, ffn_dim=37, word_embed_proj_dim=16, do_layer_norm_before=False)
+    with pytest.raises(NotImplementedError, match="word_embed_proj_dim=16"):
+        leanformers.AutoModelForCausalLM.from_config(config)

@@ -1,6 +1,19 @@
 """OPT: learned positions offset by 2 and counted from the attention mask (padding does not advance them), pre-norm
 layers (post-norm when do_layer_norm_before=False, as opt-350m), ReLU MLP, a tied head."""
+from ..layers import Embeddings
 from ..spec import ClassifierSpec, Spec
+
+
+class OPTEmbeddings(Embeddings):
+    """Embeddings, refusing opt-350m's layout (word vectors narrower than the hidden size, projected in and out),
+    which these blocks do not build, with an error that says so rather than a shape mismatch."""
+
+    def __init__(self, spec, config):
+        narrow = config.get("word_embed_proj_dim")
+        if narrow not in (None, config.hidden_size):
+            raise NotImplementedError(f"config.json: OPT with word_embed_proj_dim={narrow} != hidden_size="
+                                      f"{config.hidden_size} (opt-350m's project_in / project_out) is not supported")
+        super().__init__(spec, config)
 
 
 def _final_norm(config) -> bool:
@@ -16,6 +29,7 @@ SPEC = Spec(
     position="learned",
     position_offset=2,
     positions_from_mask=True,
+    embeddings_class=OPTEmbeddings,
     pre_norm="do_layer_norm_before",
     final_norm=_final_norm,
     qkv_bias="enable_bias",
