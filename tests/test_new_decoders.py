@@ -2,6 +2,7 @@
 on tiny random checkpoints: logits and loss, left-padded batches against single runs, the KV-cache path against a full
 forward, and generate()'s greedy / beam ids against the oracle's own .generate()."""
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -353,3 +354,35 @@ def test_opt_350m_layout_is_refused_clearly():
     config = transformers.OPTConfig(**_OPT, ffn_dim=37, word_embed_proj_dim=16, do_layer_norm_before=False)
     with pytest.raises(NotImplementedError, match="word_embed_proj_dim=16"):
         leanformers.AutoModelForCausalLM.from_config(config)
+
+
+GPT2_VOCAB = Path(__file__).resolve().parents[1] / ".models" / "gpt2_vocab"
+PROMPTS = ["Hello, my dog is", "The capital of France", "Once upon a time there was a very long", "A"]
+
+
+@pytest.mark.skipif(not (GPT2_VOCAB / "vocab.json").exists(), reason="run scripts/fetch_models.sh")
+@pytest.mark.parametrize("case", ["qwen3", "gemma2", "phi3", "opt", "gpt_neox"])
+def test_text_generation_pipeline(case, tmp_path):
+    """text-generation on each new decoder (tiny, the real GPT-2 vocabulary) equals transformers' pipeline, one by one
+    and in left-padded batches."""
+    import json
+    import shutil
+
+    prefix, make_config, attention = TINY[case]
+    config = make_config()
+    config.vocab_size, config.bos_token_id, config.eos_token_id, config.pad_token_id = 50257, 50256, 50256, None
+    if attention:
+        config._attn_implementation = attention
+    torch.manual_seed(0)
+    _random_norms(getattr(transformers, prefix + "ForCausalLM")(config).eval()).save_pretrained(tmp_path)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(GPT2_VOCAB / name, tmp_path / name)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer",
+                                                                "model_max_length": 64}))
+    theirs = transformers.pipeline("text-generation", model=str(tmp_path))
+    if attention:
+        theirs.model.config._attn_implementation = attention
+    call = {"do_sample": False, "max_new_tokens": 6}
+    expected = theirs(PROMPTS, **call)
+    assert leanformers.pipeline("text-generation", model=str(tmp_path))(PROMPTS, **call) == expected
+    assert leanformers.pipeline("text-generation", model=str(tmp_path), batch_size=3)(PROMPTS, **call) == expected
