@@ -86,4 +86,5 @@ class Spec:
     prediction_head: bool = False       # ModernBERT: every task head is dense -> act -> norm, then its projection
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
-    convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express
+    convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express;
+                                        # fused.SplitRows has `.inverse` (ours -> the checkpoint's) for saving
