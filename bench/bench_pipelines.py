@@ -5,6 +5,10 @@ text-classification  DistilBERT-size (66M) classifier, 256 Botchan sentences of 
 token-classification DistilBERT-size, 9 CoNLL labels, aggregation_strategy="simple", the same 256 sentences
 question-answering   DistilBERT-size, 16 long contexts (400 words, ~520 tokens: 2 windows of 384 each, doc_stride 128)
 zero-shot            BERT-base-size (110M) NLI classifier (contradiction/neutral/entailment), 32 sentences x 5 labels
+mpnet                MPNet-base-size (all-mpnet-base-v2's shape) feature-extraction, the 256 sentences
+deberta              DeBERTa-v3-base-size NLI classifier, zero-shot as above (its SentencePiece tokenizer over the
+                     Botchan unigram model in .models/spm, converted from spm.model by each library)
+modernbert           ModernBERT-base-size text classifier (global + local attention), the 256 sentences
 Each at batch_size 1 and 32 (transformers' batch_size counts model rows, ours counts inputs: for QA and zero-shot
 ours puts all windows/label pairs of 32 inputs in one pass). Identical = same labels/words/answers/offsets and
 every score within 1e-4. ratio = hf wall time / ours (best of --repeats); cpu r = the same with process CPU time.
@@ -40,9 +44,19 @@ CHECKPOINTS = {
     "ner": ("DistilBertConfig", "DistilBertForTokenClassification", labels(CONLL)),
     "qa": ("DistilBertConfig", "DistilBertForQuestionAnswering", {}),
     "zero-shot": ("BertConfig", "BertForSequenceClassification", labels(NLI)),
+    "mpnet": ("MPNetConfig", "MPNetModel", {"vocab_size": 30527, "max_position_embeddings": 514}),
+    "deberta": ("DebertaV2Config", "DebertaV2ForSequenceClassification", {
+        **labels(NLI), "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "relative_attention": True, "position_buckets": 256, "pos_att_type": ["p2c", "c2p"],
+        "norm_rel_ebd": "layer_norm", "share_att_key": True, "position_biased_input": False,
+        "max_relative_positions": -1}),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {
+        **labels(["NEGATIVE", "POSITIVE"]), "vocab_size": 30522, "pad_token_id": 0, "cls_token_id": 101,
+        "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}),
 }
 TASK_NAMES = {"text": "text-classification", "ner": "token-classification", "qa": "question-answering",
-              "zero-shot": "zero-shot-classification"}
+              "zero-shot": "zero-shot-classification", "mpnet": "feature-extraction",
+              "deberta": "zero-shot-classification", "modernbert": "text-classification"}
 
 
 def make_checkpoint(key: str, folder: Path, quick: bool) -> str:
@@ -50,15 +64,26 @@ def make_checkpoint(key: str, folder: Path, quick: bool) -> str:
 
     config_class, model_class, overrides = CHECKPOINTS[key]
     size = dict(n_layers=2) if quick and config_class == "DistilBertConfig" else {}
-    size = dict(num_hidden_layers=2) if quick and config_class == "BertConfig" else size
-    config = getattr(transformers, config_class)(**overrides, **size)
+    size = dict(num_hidden_layers=2) if quick and config_class != "DistilBertConfig" else size
+    if key == "deberta":  # spm.model + tokenizer_config.json only, as microsoft/deberta-v3-* ship
+        tokenizer = transformers.DebertaV2Tokenizer(str(MODELS / "spm" / "botchan_en_unigram_1000.model"))
+        tokenizer.save_pretrained(folder)
+        size["vocab_size"] = len(tokenizer)
+    config = getattr(transformers, config_class)(**{**overrides, **size})
     torch.manual_seed(0)
     getattr(transformers, model_class)(config).eval().save_pretrained(folder)
+    if key == "deberta":
+        return str(folder)
+    if key == "mpnet":
+        transformers.MPNetTokenizerFast(vocab_file=str(MINILM / "vocab.txt")).save_pretrained(folder)
+        return str(folder)
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(MINILM / name, folder / name)
     settings = json.loads((MINILM / "tokenizer_config.json").read_text())
     # DistilBERT takes no token_type_ids: let each library pick the tokenizer class from the model type
     settings.pop("tokenizer_class")
+    if key == "modernbert":  # as ModernBERT's own tokenizer_config.json: no token_type_ids
+        settings["model_input_names"] = ["input_ids", "attention_mask"]
     (folder / "tokenizer_config.json").write_text(json.dumps(settings))
     return str(folder)
 
@@ -72,7 +97,7 @@ def inputs_and_options(key: str, quick: bool):
     texts = sentences(32 if quick else 256)
     if key == "ner":
         return texts, {"aggregation_strategy": "simple"}, "sentences"
-    if key == "zero-shot":
+    if key in ("zero-shot", "deberta"):
         return texts[:16 if quick else 32], {"candidate_labels": LABELS}, "sentences"
     return texts, {}, "sentences"
 
@@ -96,6 +121,8 @@ def bench_task(key: str, args) -> list[str]:
                 results.append(result)
                 seconds.append(wall)
                 cpu.append(cpu_time)
+            if key == "mpnet":  # transformers' batched feature-extraction keeps each row padded: cut to ours
+                results[0] = [[rows[0][:len(ours[0])]] for rows, ours in zip(results[0], results[1])]
             same, diff = compare(*results)
             identical = "yes" if same and diff <= 1e-4 else f"NO (structure equal: {same})"
             rows.append(f"{TASK_NAMES[key]:24} {batch_size:5} {len(items):4} {unit:9} "

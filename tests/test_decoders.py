@@ -226,8 +226,8 @@ def test_errors_are_clear(checkpoints):
     with pytest.raises(TypeError, match="cannot generate"):
         leanformers.AutoModel.from_pretrained(folder).generate(torch.tensor([[5, 6]]))
     config = _oracle("llama").config.to_dict()
-    config["rope_scaling"] = {"rope_type": "longrope", "factor": 2.0}
-    with pytest.raises(NotImplementedError, match="longrope"):
+    config["rope_scaling"] = {"rope_type": "ntk-by-parts", "factor": 2.0}
+    with pytest.raises(NotImplementedError, match="ntk-by-parts"):
         leanformers.AutoModelForCausalLM.from_config(config)
 
 

@@ -48,7 +48,31 @@ _ARCHITECTURES = {
               "tokenizer_class": "Qwen2TokenizerFast",
               "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "use_sliding_window": False,
                            "sliding_window": 4096, "max_window_layers": 28}},
+    "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "permute_qk": False,
+              "tokenizer_class": "Qwen2TokenizerFast",
+              "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "attention_bias": False, "head_dim": 128,
+                           "use_sliding_window": False, "sliding_window": None, "max_window_layers": 28}},
+    "phi3": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "permute_qk": False,
+             "tokenizer_class": "LlamaTokenizerFast",
+             "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-5, "partial_rotary_factor": 1.0,
+                          "sliding_window": None}},
+    # Gemma 2: llama.cpp stores the norms as 1 + w (see _NORM_OFFSET); soft-capping values are read when present
+    "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "permute_qk": False,
+               "tokenizer_class": "GemmaTokenizerFast", "hidden_act": "gelu_pytorch_tanh",
+               "defaults": {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "attention_bias": False,
+                            "query_pre_attn_scalar": 256, "final_logit_softcapping": 30.0,
+                            "attn_logit_softcapping": 50.0, "sliding_window": 4096, "head_dim": 256}},
 }
+# GGUF metadata that only some architectures carry (after "<arch>.") -> config.json key; the file wins over defaults
+_ARCH_CONFIG_KEYS = {
+    "qwen3": {"attention.key_length": "head_dim"},
+    "phi3": {"attention.sliding_window": "sliding_window"},
+    "gemma2": {"attention.key_length": "head_dim", "attention.sliding_window": "sliding_window",
+               "attn_logit_softcapping": "attn_logit_softcapping",
+               "final_logit_softcapping": "final_logit_softcapping"},
+}
+# architectures whose llama.cpp files store RMSNorm weights as 1 + w (Hugging Face keeps w)
+_NORM_OFFSET = {"gemma2"}
 
 # GGUF tensor name (without .weight/.bias) -> Hugging Face name; "{}" is the layer index
 _TENSOR_NAMES = {
@@ -64,6 +88,16 @@ _TENSOR_NAMES = {
     "blk.{}.ffn_gate": "model.layers.{}.mlp.gate_proj",
     "blk.{}.ffn_up": "model.layers.{}.mlp.up_proj",
     "blk.{}.ffn_down": "model.layers.{}.mlp.down_proj",
+}
+# per-architecture names that differ from (or add to) the Llama ones above (gguf-py's tensor name map)
+_ARCH_TENSOR_NAMES = {
+    "qwen3": {"blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
+              "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm"},
+    "phi3": {"blk.{}.attn_qkv": "model.layers.{}.self_attn.qkv_proj",
+             "blk.{}.ffn_up": "model.layers.{}.mlp.gate_up_proj"},
+    "gemma2": {"blk.{}.post_attention_norm": "model.layers.{}.post_attention_layernorm",
+               "blk.{}.ffn_norm": "model.layers.{}.pre_feedforward_layernorm",
+               "blk.{}.post_ffw_norm": "model.layers.{}.post_feedforward_layernorm"},
 }
 _LAYER_NAME = re.compile(r"blk\.(\d+)\.(.+)")
 
@@ -159,9 +193,10 @@ def config_from_metadata(metadata: dict, tensor_names: list[str], path: str = "<
         # transformers ignores these keys and would compute a different model; refuse rather than guess
         raise NotImplementedError(f"{path}: RoPE scaling {metadata[f'{architecture}.rope.scaling.type']!r} "
                                   "in GGUF files is not supported")
-    config = {"model_type": spec["model_type"], "architectures": spec["architectures"], "hidden_act": "silu",
-              "rope_scaling": None, "torch_dtype": "float32", **spec["defaults"]}
-    for gguf_key, config_key in _CONFIG_KEYS.items():
+    config = {"model_type": spec["model_type"], "architectures": spec["architectures"],
+              "hidden_act": spec.get("hidden_act", "silu"), "rope_scaling": None, "torch_dtype": "float32",
+              **spec["defaults"]}
+    for gguf_key, config_key in {**_CONFIG_KEYS, **_ARCH_CONFIG_KEYS.get(architecture, {})}.items():
         if f"{architecture}.{gguf_key}" in metadata:
             config[config_key] = metadata[f"{architecture}.{gguf_key}"]
     for gguf_key, config_key in _TOKEN_ID_KEYS.items():
@@ -185,10 +220,11 @@ def gguf_state_dict(reader, config: dict, path: str = "<gguf>") -> dict:
     import torch
     from gguf.quants import dequantize
 
-    permute_qk = _ARCHITECTURES[_gguf_architecture(config)]["permute_qk"]
+    architecture = _gguf_architecture(config)
+    permute_qk = _ARCHITECTURES[architecture]["permute_qk"]
     state_dict = {}
     for tensor in reader.tensors:
-        name = hf_tensor_name(tensor.name, path)
+        name = hf_tensor_name(tensor.name, path, architecture)
         try:
             weights = dequantize(tensor.data, tensor.tensor_type)  # numpy shape = GGUF shape reversed = torch's
         except NotImplementedError as error:
@@ -198,6 +234,8 @@ def gguf_state_dict(reader, config: dict, path: str = "<gguf>") -> dict:
             weights = unpermute_rows(weights, config["num_attention_heads"])
         elif permute_qk and ".self_attn.k_proj." in name:
             weights = unpermute_rows(weights, config["num_key_value_heads"])
+        if architecture in _NORM_OFFSET and name.endswith("norm.weight"):
+            weights = weights - 1  # a new array: no copy needed below
         if not weights.flags.writeable:  # F32 tensors are views of the read-only memory-mapped file
             weights = weights.copy()
         state_dict[name] = torch.from_numpy(weights.astype(np.float32, copy=False))
@@ -208,14 +246,15 @@ def _gguf_architecture(config: dict) -> str:
     return next(arch for arch, spec in _ARCHITECTURES.items() if spec["model_type"] == config["model_type"])
 
 
-def hf_tensor_name(gguf_name: str, path: str = "<gguf>") -> str:
-    """'blk.3.attn_q.weight' -> 'model.layers.3.self_attn.q_proj.weight'."""
+def hf_tensor_name(gguf_name: str, path: str = "<gguf>", architecture: str = "llama") -> str:
+    """'blk.3.attn_q.weight' -> 'model.layers.3.self_attn.q_proj.weight' (names of the GGUF `architecture`)."""
     stem, _, suffix = gguf_name.rpartition(".")
     layer = _LAYER_NAME.fullmatch(stem)
     template = f"blk.{{}}.{layer.group(2)}" if layer else stem
-    if template not in _TENSOR_NAMES or suffix not in ("weight", "bias"):
+    names = {**_TENSOR_NAMES, **_ARCH_TENSOR_NAMES.get(architecture, {})}
+    if template not in names or suffix not in ("weight", "bias"):
         raise ValueError(f"{path}: tensor {gguf_name!r} has no Hugging Face counterpart that leanformers knows")
-    hf_stem = _TENSOR_NAMES[template].format(layer.group(1)) if layer else _TENSOR_NAMES[template]
+    hf_stem = names[template].format(layer.group(1)) if layer else names[template]
     return f"{hf_stem}.{suffix}"
 
 
@@ -270,7 +309,7 @@ def _byte_level_bpe(metadata: dict, model_type: str, unk_token):
     tokens = metadata["tokenizer.ggml.tokens"]
     merges = [tuple(merge.split(" ", 1)) for merge in metadata.get("tokenizer.ggml.merges", ())]
     tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, merges, unk_token=unk_token))
-    if model_type == "qwen2":
+    if model_type in ("qwen2", "qwen3"):
         tokenizer.normalizer = normalizers.NFC()
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),

@@ -24,7 +24,7 @@ from .modeling.init import init_weights
 logger = logging.getLogger("leanformers")
 
 # buffers old checkpoints carry that no model needs (positions, causal masks, rotary frequencies)
-_IGNORED = re.compile(r"(^|\.)(position_ids|inv_freq|masked_bias|attn\.bias|_float_tensor)$")
+_IGNORED = re.compile(r"(^|\.)(position_ids|inv_freq|masked_bias|attn\.bias|attention\.bias|_float_tensor)$")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

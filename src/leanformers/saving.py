@@ -49,6 +49,8 @@ def to_checkpoint(spec, state_dict: dict, config, task: str = "base") -> tuple[d
     state_dict = _transpose_back(spec, state_dict)
     if spec.unconvert is not None:
         state_dict = spec.unconvert(state_dict, config, task)
+    elif hasattr(spec.convert, "inverse"):  # fused.SplitRows: the parts joined back into the checkpoint's tensor
+        state_dict = spec.convert.inverse(state_dict, config)
     extra = spec.save_renames(config) if spec.save_renames else {}
     base = _inverse(tuple({**extra, **spec.renames}.items()))  # extra's names first: they win
     head_names = dict(spec.task_head_renames.get(task, {}))  # the task's own names first: they win

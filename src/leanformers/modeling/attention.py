@@ -6,17 +6,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import RMSNorm
+
 
 def attention_bias(attention_mask, query_length: int, key_length: int, causal: bool, dtype,
                    window: int | None = None) -> torch.Tensor | None:
     """Additive bias (B, 1, Tq, Tk) from a (B, Tk) 0/1 padding mask, plus the causal triangle if `causal`, limited to
-    the last `window` positions for sliding-window attention (Mistral: a query sees keys with q - k < window).
+    the last `window` positions for sliding-window attention (Mistral: a query sees keys with q - k < window; an
+    encoder's window is |q - k| <= window).
 
     Returns None when nothing is masked (SDPA then takes its fast path; a causal model passes is_causal instead).
     The queries are the last `query_length` of the `key_length` positions (a KV cache holds the earlier ones).
     """
     padded = attention_mask is not None and not bool(attention_mask.all())
-    windowed = causal and window is not None and key_length > window
+    windowed = window is not None and key_length > window
     if not padded and not windowed and (not causal or query_length == key_length or query_length == 1):
         return None
     device = attention_mask.device if attention_mask is not None else None
@@ -25,6 +28,10 @@ def attention_bias(attention_mask, query_length: int, key_length: int, causal: b
         past = key_length - query_length
         allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(past)
         allowed = (allowed.triu(past - window + 1) if windowed else allowed)[None, None]
+    elif windowed:  # bidirectional (ModernBERT's local layers): keys within `window` positions either side
+        past = key_length - query_length
+        allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device)
+        allowed = allowed.tril(past + window).triu(past - window)[None, None]
     if padded:
         allowed = allowed & attention_mask[:, None, None, :].bool()
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -35,14 +42,20 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, D)
+def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, R), R <= D: partial rotary turns the first R only
+    if cos.shape[-1] < x.shape[-1]:  # GPT-NeoX / Phi-3 partial_rotary_factor
+        turned, kept = x[..., :cos.shape[-1]], x[..., cos.shape[-1]:]
+        return torch.cat((turned * cos[:, None] + rotate_half(turned) * sin[:, None], kept), dim=-1)
     return x * cos[:, None] + rotate_half(x) * sin[:, None]
 
 
 class Attention(nn.Module):
     def __init__(self, hidden: int, num_heads: int, *, num_kv_heads: int | None = None, head_dim: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, fused_qkv: bool = False, scale: float | None = None,
-                 kv_hidden: int | None = None, dropout: float = 0.0):
+                 kv_hidden: int | None = None, softcap: float | None = None, qk_norm_eps: float | None = None,
+                 dropout: float = 0.0):
+        """softcap: scores -> softcap * tanh(scores / softcap) before the mask (Gemma 2); qk_norm_eps: an RMSNorm over
+        each head's queries and keys (Qwen3), with that eps; dropout: on the attention probabilities in train() mode."""
         super().__init__()
         self.dropout = dropout  # on the attention probabilities, in train() mode
         self.num_heads = num_heads
@@ -58,6 +71,9 @@ class Attention(nn.Module):
             self.k = nn.Linear(kv_hidden, kv_size, bias=bias)
             self.v = nn.Linear(kv_hidden, kv_size, bias=bias)
         self.o = nn.Linear(q_size, hidden, bias=bias if out_bias is None else out_bias)
+        self.softcap = softcap
+        self.q_norm = RMSNorm(self.head_dim, qk_norm_eps) if qk_norm_eps is not None else None
+        self.k_norm = RMSNorm(self.head_dim, qk_norm_eps) if qk_norm_eps is not None else None
 
     def _heads(self, x, n):  # (B, T, n*D) -> (B, n, T, D)
         return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
@@ -78,6 +94,8 @@ class Attention(nn.Module):
             else:
                 q = self._heads(self.q(x[:, :queries]), self.num_heads)
                 k, v = self._project_kv(x)
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
             if rotary is not None:
                 q, k = apply_rotary(q, *(t[:, :queries] for t in rotary)), apply_rotary(k, *rotary)
             if cache is not None:
@@ -119,7 +137,7 @@ class Attention(nn.Module):
         return self.o(out), probs
 
     def _attend(self, q, k, v, bias, is_causal, output_attentions):  # (B, H, T, D), (B, Hkv, S, D) -> (B, H, T, D)
-        if not output_attentions:
+        if not output_attentions and self.softcap is None:
             gqa = self.num_kv_heads != self.num_heads
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal, scale=self.scale,
                                                  enable_gqa=gqa, dropout_p=self.dropout if self.training else 0.0)
@@ -128,6 +146,8 @@ class Attention(nn.Module):
             k = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
             v = v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
         scores = (q @ k.transpose(-1, -2)) * self.scale
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
         if bias is not None:
             scores = scores + bias
         elif is_causal:
@@ -135,5 +155,5 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
         probs = scores.float().softmax(-1).to(q.dtype)
         if self.training and self.dropout > 0:  # the returned probabilities are the ones before dropout
-            return F.dropout(probs, self.dropout, True) @ v, probs
-        return probs @ v, probs
+            return F.dropout(probs, self.dropout, True) @ v, probs if output_attentions else None
+        return probs @ v, probs if output_attentions else None

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import activation, dropout, norm
+from .layers import activation, dropout, norm, norm_kind
 from .spec import dropout_rate
 
 # task -> the class-name suffix transformers uses (archs may override per task in Spec.class_names)
@@ -35,7 +35,7 @@ class MaskedLMHead(nn.Module):
         size = embedding_size(spec, config)
         self.dense = nn.Linear(config.hidden_size, size)
         self.act = activation(spec.mlm_act or config.hidden_act)
-        self.norm = norm(spec.norm, size, config.layer_norm_eps)
+        self.norm = norm(norm_kind(spec, config), size, config.layer_norm_eps)
         self.decoder = nn.Linear(size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
@@ -127,22 +127,65 @@ class ReplacedTokenHead(nn.Module):
 class LMHead(nn.Module):
     """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says so."""
 
-    def __init__(self, config, bias: bool = False, logits_bias: bool = False):
+    def __init__(self, config, bias: bool = False, logits_bias: bool = False, softcap: float | None = None):
         super().__init__()
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=bias)
         self.final_logits_bias = nn.Parameter(torch.zeros(1, config.vocab_size)) if logits_bias else None
+        self.softcap = softcap  # Gemma 2: logits -> softcap * tanh(logits / softcap)
 
     def forward(self, outputs, **inputs):
         logits = self.decoder(outputs.last_hidden_state)
         if self.final_logits_bias is not None:  # in place under no_grad: no second (rows, vocab) tensor
             bias = self.final_logits_bias
             logits = logits + bias if torch.is_grad_enabled() else logits.add_(bias)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         return {"logits": logits}
+
+
+class PredictionHead(nn.Module):
+    """ModernBERT's heads: [pool: cls / first real token / masked mean] -> dense -> act -> norm -> projection (the
+    vocabulary for masked LM, tied to the word embeddings; labels; 2 QA logits; 1 choice score)."""
+
+    def __init__(self, task, spec, config):
+        super().__init__()
+        hidden = config.hidden_size
+        self.task, self.pool = task, config.get("classifier_pooling", "cls")
+        self.dense = nn.Linear(hidden, hidden, bias=config.get("classifier_bias", False))
+        self.act = activation(config.get("classifier_activation", "gelu"))
+        self.norm = norm(norm_kind(spec, config), hidden, config.layer_norm_eps)
+        if task == "masked_lm":
+            self.decoder = nn.Linear(hidden, config.vocab_size, bias=config.get("decoder_bias", True))
+        else:
+            self.out = nn.Linear(hidden, 1 if task == "multiple_choice" else config.num_labels)
+
+    def forward(self, outputs, attention_mask=None, **inputs):
+        x = outputs.last_hidden_state
+        if self.task in ("sequence_classification", "multiple_choice"):
+            x = self._pooled(x, attention_mask)
+        x = self.norm(self.act(self.dense(x)))
+        if self.task == "masked_lm":
+            return {"logits": self.decoder(x)}
+        logits = self.out(x)
+        if self.task == "question_answering":
+            start, end = logits.split(1, dim=-1)
+            return {"start_logits": start.squeeze(-1).contiguous(), "end_logits": end.squeeze(-1).contiguous()}
+        return {"logits": logits}
+
+    def _pooled(self, x, attention_mask):
+        if self.pool == "mean":
+            mask = attention_mask.to(x.dtype)[..., None] if attention_mask is not None else torch.ones_like(x[..., :1])
+            return (x * mask).sum(1) / mask.sum(1)
+        if self.task == "multiple_choice" and attention_mask is not None:  # the first real token, either padding side
+            return x[torch.arange(x.shape[0], device=x.device), attention_mask.argmax(-1)]
+        return x[:, 0]
 
 
 def build_head(task, spec, config):
     if task == "base":
         return None
+    if spec.prediction_head:
+        return PredictionHead(task, spec, config)
     if task == "masked_lm":
         return MaskedLMHead(spec, config)
     if task == "sequence_classification":
@@ -156,7 +199,8 @@ def build_head(task, spec, config):
     if task == "pretraining":
         return ReplacedTokenHead(config)
     if task in ("causal_lm", "seq2seq_lm"):
-        return LMHead(config, bias=spec.lm_bias)
+        return LMHead(config, bias=spec.lm_bias,
+                      softcap=config.get(spec.logit_softcap) if spec.logit_softcap else None)
     raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
 
 

@@ -56,11 +56,33 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+class OffsetRMSNorm(nn.Module):
+    """Gemma's RMSNorm: the checkpoint stores w - 1 (zeros = identity), applied as (1 + w) in float32, then cast."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(size))
+        self.eps = eps
+
+    def forward(self, x):
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * (1.0 + self.weight.float())).type_as(x)
+
+
+def norm_kind(spec, config) -> str:
+    """The spec's norm kind: fixed, or chosen by the config (ModernBERT: LayerNorm with or without bias)."""
+    return spec.norm(config) if callable(spec.norm) else spec.norm
+
+
 def norm(kind: str, size: int, eps: float) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(size, eps=eps)
+    if kind == "layer_no_bias":
+        return nn.LayerNorm(size, eps=eps, bias=False)
     if kind == "rms":
         return RMSNorm(size, eps)
+    if kind == "rms_offset":
+        return OffsetRMSNorm(size, eps)
     raise ValueError(f"unknown norm kind {kind!r}")
 
 
@@ -131,7 +153,7 @@ class Embeddings(nn.Module):
             self.sinusoid = fairseq_sinusoidal_table(config.max_position_embeddings + self.pad + 1, size, self.pad)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if spec.token_types is True else None
         self.token_types_from_words = spec.token_types == "words"
-        self.norm = norm(spec.norm, size, config.layer_norm_eps) if spec.embedding_norm else None
+        self.norm = norm(norm_kind(spec, config), size, config.layer_norm_eps) if spec.embedding_norm else None
         project = spec.embedding_projection == "always" or (spec.embedding_projection and size != hidden)
         self.project = nn.Linear(size, hidden) if project else None
         self.scale = math.sqrt(hidden) if spec.embedding_scale else 1.0

@@ -67,7 +67,21 @@ def _yarn(base, dim, scaling, max_positions, seq_len=None):
     return inv_freq, attention_factor
 
 
-ROPE_TYPES = {"default": _default, "linear": _linear, "dynamic": _dynamic, "llama3": _llama3, "yarn": _yarn}
+def _longrope(base, dim, scaling, max_positions, seq_len=None):
+    """LongRoPE (Phi-3 128k, Phi-3.5): per-frequency factors, long_factor past the original context, short_factor
+    within it; cos/sin scaled by sqrt(1 + log(factor) / log(original context)) unless attention_factor is given."""
+    original = scaling.get("original_max_position_embeddings") or max_positions
+    factor = max_positions / original if scaling.get("original_max_position_embeddings") else scaling.get("factor")
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    ext = torch.tensor(scaling["long_factor" if seq_len and seq_len > original else "short_factor"],
+                       dtype=torch.float32)
+    return 1.0 / (ext * base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), attention_factor
+
+
+ROPE_TYPES = {"default": _default, "linear": _linear, "dynamic": _dynamic, "llama3": _llama3, "yarn": _yarn,
+              "longrope": _longrope}
 
 
 class Rotary(nn.Module):
@@ -86,10 +100,15 @@ class Rotary(nn.Module):
         self.original_inv_freq, self.seen = self.inv_freq, max_positions
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, base: float | None = None):
+        """The rotary table config.json asks for; `base` overrides rope_theta (a per-layer base)."""
         head_dim = config.get("head_dim") or config.hidden_size // config.num_attention_heads
-        return cls(head_dim, config.get("rope_theta", 10000.0), config.get("rope_scaling"),
-                   config.get("max_position_embeddings", 2048))
+        head_dim = int(head_dim * config.get("partial_rotary_factor", 1.0))  # GPT-NeoX, Phi-3: rotate a part
+        base = base if base is not None else config.get("rope_theta", 10000.0)
+        scaling = config.get("rope_scaling")
+        if scaling and scaling.get("rope_type", scaling.get("type")) == "longrope":  # Phi-3 keeps it beside
+            scaling = {"original_max_position_embeddings": config.get("original_max_position_embeddings"), **scaling}
+        return cls(head_dim, base, scaling, config.get("max_position_embeddings", 2048))
 
     def _dynamic_update(self, position_ids):
         """transformers' dynamic_rope_update: grow the base past the longest length seen, reset when short again."""
@@ -104,6 +123,11 @@ class Rotary(nn.Module):
     def forward(self, position_ids, dtype):
         if self.kind == "dynamic":
             self._dynamic_update(position_ids)
+        if self.kind == "longrope":  # transformers' longrope_frequency_update: long factors past the original context
+            original = self.scaling.get("original_max_position_embeddings") or self.max_positions
+            long = int(position_ids.max()) + 1 > original
+            self.inv_freq = _longrope(self.base, self.head_dim, self.scaling, self.max_positions,
+                                      original + 1 if long else None)[0].to(position_ids.device)
         if self.inv_freq.device != position_ids.device:
             self.inv_freq = self.inv_freq.to(position_ids.device)
         freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, head_dim / 2)

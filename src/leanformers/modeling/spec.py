@@ -54,8 +54,10 @@ class Spec:
 
     # embeddings
     position: str | None = "learned"    # "learned" | "sinusoidal" | "rotary" | "relative" | None
+    relative_bias: bool = False         # MPNet: T5's bucketed relative bias on top of learned positions
     position_offset: int = 0            # BART/OPT learned tables start at 2
     positions_from_padding: bool = False  # RoBERTa: positions count past padding_idx
+    positions_from_mask: bool = False   # OPT: without position_ids, positions count the attention mask's real tokens
     token_types: bool | str = False      # True: a token-type table; "words": token types read the word embeddings,
                                         # only when given (GPT-2, OpenAI GPT, CTRL)
     embedding_scale: bool = False       # multiply word embeddings by sqrt(hidden)
@@ -64,10 +66,18 @@ class Spec:
                                         # gets no gradient (transformers' padding_idx)
     embedding_projection: str | None = None  # embed in embedding_size, then project: "always" (ALBERT) |
                                              # "if_sizes_differ" (ELECTRA: only when embedding_size != hidden_size)
+    embeddings_class: type | None = None  # (spec, config) -> embeddings module, where Embeddings cannot express
+                                          # them (DeBERTa: project before the norm, parts present by config)
     # blocks
-    norm: str = "layer"                 # "layer" | "rms"
-    pre_norm: bool = False              # x + f(norm(x)) instead of norm(x + f(x))
-    final_norm: bool = False
+    norm: str | Callable = "layer"      # "layer" | "layer_no_bias" | "rms" | "rms_offset" (Gemma: weight stored as
+                                        # w - 1), or config -> one of them
+    first_attention_norm: bool = True   # False: layer 0 has no attention norm (ModernBERT: the embeddings are normed)
+    # flags below typed `bool | str | Callable` are fixed, or a config key (or config -> bool) that decides
+    pre_norm: bool | str | Callable = False  # x + f(norm(x)) instead of norm(x + f(x)) (OPT: do_layer_norm_before)
+    final_norm: bool | str | Callable = False
+    hidden_states_normed: bool = True   # the last of output_hidden_states is after the final norm (ModernBERT: before)
+    sandwich_norm: bool = False         # Gemma 2: a norm on the attention and MLP outputs too, before the residual
+    parallel_residual: bool | str = False  # GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x)) (use_parallel_residual)
     fused_qkv: bool = False
     qkv_bias: bool | str = True         # a bias flag, or the config key that holds it (Llama: "attention_bias")
     out_bias: bool | str = True
@@ -76,8 +86,16 @@ class Spec:
     mlp_act: str | None = None          # an activation the architecture fixes (CTRL: relu); None = config.hidden_act
     act_names: dict[str, str] = field(default_factory=dict)  # config's activation name -> ours (OpenAI GPT's
                                                              # "gelu" is the tanh approximation)
-    layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2)
-    attention_scale: bool = True        # T5 does not divide scores by sqrt(head_dim)
+    layer_windows: Callable | None = None  # config -> per-layer sliding-window size or None (Mistral, Qwen2); in an
+                                           # encoder, keys within that distance either side (ModernBERT's local layers)
+    layer_rope_theta: Callable | None = None  # config -> per-layer rotary base (ModernBERT: global vs local layers)
+    attention_scale: bool | str = True  # T5 does not divide scores by sqrt(head_dim); a config key: scale by its
+                                        # value ** -0.5 instead (Gemma 2: query_pre_attn_scalar)
+    attention_softcap: str | None = None  # config key: scores -> cap * tanh(scores / cap) (Gemma 2)
+    attention_class: type | None = None  # (config) -> self-attention module replacing Attention (DeBERTa's
+                                         # disentangled attention); its `context` class, if any, is built once per
+                                         # stack and its output passed to every layer as `relative`
+    qk_norm: bool = False               # Qwen3: an RMSNorm over each head's queries and keys, before rotary
     shared_layers: bool = False         # ALBERT: num_hidden_groups groups of inner_group_num blocks, each group
                                         # reused for num_hidden_layers / num_hidden_groups consecutive depths
     pooler: bool = False                # dense + tanh over the first token (BERT, ALBERT)
@@ -87,9 +105,12 @@ class Spec:
     multiple_choice: ClassifierSpec = ClassifierSpec(pool="pooler")
     tied_embeddings: bool = True        # output projection shares the word embeddings unless config says otherwise
     lm_bias: bool = False               # the causal LM's output projection has a bias (CTRL)
+    logit_softcap: str | None = None    # config key: LM logits -> cap * tanh(logits / cap) (Gemma 2)
+    prediction_head: bool = False       # ModernBERT: every task head is dense -> act -> norm, then its projection
     # loading
     transpose: tuple[str, ...] = ()     # our parameter names (templates) stored transposed (GPT-2's Conv1D)
-    convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express
+    convert: Callable | None = None     # (state_dict, config) -> state_dict, for what renames cannot express;
+                                        # fused.SplitRows has `.inverse` (ours -> the checkpoint's) for saving
     # training: dropout role -> config keys (see dropout_rate); roles left out have no dropout
     dropout: dict[str, tuple] = field(default_factory=dict)
     # fresh weights: (our parameter name, config) -> the std of its normal init where transformers' differs from

@@ -188,6 +188,8 @@ class SpmRecipe:
     vocab_tail: tuple[str, ...] = ()  # pieces appended after the model's own (language codes, <mask>, extra ids)
     unk_id: int | None = None
     albert: bool = False  # ALBERT's own normalizer and score penalty for pieces with digits and commas
+    deberta: bool = False  # DeBERTa-v2's normalizer (lowercase?, strip both sides, runs of spaces -> one space) and
+    split_by_punct: bool = False  # pre-tokenizer (punctuation isolated first when split_by_punct)
 
 
 def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_accents=False, do_lower_case=False,
@@ -216,9 +218,12 @@ def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_acce
                           for p in spm.pieces if p.type in (PIECE_CONTROL, PIECE_USER_DEFINED)])
 
     tokenizer.normalizer = (_albert_normalizer(spm, keep_accents, do_lower_case) if recipe.albert
-                            else _spm_normalizer(spm))
+                            else _deberta_normalizer(spm, do_lower_case) if recipe.deberta else _spm_normalizer(spm))
     prepend_scheme = ("always" if legacy else "first") if add_prefix_space else "never"
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme=prepend_scheme)
+    if recipe.split_by_punct:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Punctuation(behavior="isolated"),
+                                                           tokenizer.pre_tokenizer])
     tokenizer.decoder = decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme=prepend_scheme)
     return tokenizer
 
@@ -257,6 +262,14 @@ def _spm_normalizer(spm: SpmModel):
     steps = [normalizers.Strip(left=False, right=True), normalizers.Replace(Regex(" {2,}"), SPIECE_UNDERLINE)]
     if spm.precompiled_charsmap:
         steps.insert(0, normalizers.Precompiled(spm.precompiled_charsmap))
+    return normalizers.Sequence(steps)
+
+
+def _deberta_normalizer(spm: SpmModel, do_lower_case: bool):  # transformers' DebertaV2Converter.normalizer
+    steps = ([normalizers.Lowercase()] if do_lower_case else []) + [normalizers.Strip()]
+    if spm.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(spm.precompiled_charsmap))
+    steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     return normalizers.Sequence(steps)
 
 

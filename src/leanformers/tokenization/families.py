@@ -99,6 +99,11 @@ FAMILIES: dict[str, Family] = {
                               WITHOUT_TYPE_IDS, "m2m100", language_codes=tuple(f"__{c}__" for c in M2M100_LANGUAGES),
                               language_code_first=True, language_token="__{}__", default_src_lang="en",
                               special_token_separator="", language_codes_special=False),
+    "DebertaV2Tokenizer": Family(
+        dict(do_lower_case=False, split_by_punct=False, bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]",
+             sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]"), WITH_TYPE_IDS, "spm"),
+    "MPNetTokenizer": Family({**FAIRSEQ_SPECIAL, "unk_token": "[UNK]", "mask_token": _mask(), "do_lower_case": True},
+                             WITHOUT_TYPE_IDS),
     # decoder-only LLM classes pad on the left by default
     "LlamaTokenizer": Family(dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", add_bos_token=True,
                                   add_eos_token=False, clean_up_tokenization_spaces=False, padding_side="left"),
@@ -117,6 +122,7 @@ MODEL_TYPE_FAMILIES = {
     "xlm-roberta": "XLMRobertaTokenizer", "mbart": "MBartTokenizer", "marian": "MarianTokenizer",
     "m2m_100": "M2M100Tokenizer", "llama": "LlamaTokenizer",
     "mistral": "LlamaTokenizer", "gemma": "GemmaTokenizer", "qwen2": "Qwen2Tokenizer",
+    "mpnet": "MPNetTokenizer", "deberta-v2": "DebertaV2Tokenizer",
 }
 
 

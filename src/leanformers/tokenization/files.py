@@ -20,7 +20,7 @@ from .tokenizer import SPECIAL_TOKENS, Tokenizer, as_added_token
 LEGACY_FILES = {
     "wordpiece": ("vocab.txt",),
     "bpe": ("vocab.json", "merges.txt"),
-    "spm": ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model"),
+    "spm": ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "spm.model"),
     "marian": ("source.spm", "target.spm", "vocab.json"),
     "m2m100": ("sentencepiece.bpe.model", "vocab.json"),
 }
@@ -195,6 +195,8 @@ def _vocab_json_backends(kind: str, need, options: dict):
 def _spm_recipe(family: str, options: dict) -> converters.SpmRecipe:
     if family == "AlbertTokenizer":
         return converters.SpmRecipe(albert=True)
+    if family == "DebertaV2Tokenizer":
+        return converters.SpmRecipe(deberta=True, split_by_punct=bool(options.get("split_by_punct", False)))
     if family == "T5Tokenizer":
         extra_ids = options.get("extra_ids", 100) or 0
         return converters.SpmRecipe(vocab_tail=tuple(f"<extra_id_{i}>" for i in range(extra_ids - 1, -1, -1)))
@@ -207,8 +209,9 @@ def _spm_recipe(family: str, options: dict) -> converters.SpmRecipe:
 def _post_processor(tok: Tokenizer):
     """The special-token framing each transformers converter writes (needs the ids, so runs after set-up)."""
     family = tok.family
-    if family in ("BertTokenizer", "ElectraTokenizer", "DistilBertTokenizer", "AlbertTokenizer"):
-        cls, sep = ("[CLS]", "[SEP]") if family == "AlbertTokenizer" else (tok.cls_token, tok.sep_token)
+    if family in ("BertTokenizer", "ElectraTokenizer", "DistilBertTokenizer", "AlbertTokenizer", "DebertaV2Tokenizer"):
+        cls, sep = ("[CLS]", "[SEP]") if family in ("AlbertTokenizer", "DebertaV2Tokenizer") else (tok.cls_token,
+                                                                                                    tok.sep_token)
         return processors.TemplateProcessing(
             single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
             special_tokens=[(cls, tok.convert_tokens_to_ids(cls)), (sep, tok.convert_tokens_to_ids(sep))])
