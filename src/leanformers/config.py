@@ -181,9 +181,39 @@ class Config:
                           local_files_only=local_files_only, subfolder=subfolder)
         if not isinstance(d, dict):
             raise ValueError(f"config.json of {name_or_path!r} is not a JSON object")
+        check_sizes(d, f"config.json of {os.fspath(name_or_path)!r}")
         config = cls.from_dict(d, **overrides)
         object.__setattr__(config, "_name_or_path", os.fspath(name_or_path))
         return config
+
+
+# sizes a model is built from (under any family's name): a count that must be a whole number >= 1, or >= 0 for the
+# ones a model may legitimately have none of
+_POSITIVE_SIZES = ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                   "num_key_value_heads", "head_dim", "embedding_size", "d_kv", "decoder_attention_heads",
+                   "encoder_ffn_dim", "decoder_ffn_dim", "num_labels")
+_COUNTS = ("num_hidden_layers", "decoder_layers", "num_decoder_layers", "type_vocab_size")
+
+
+def check_sizes(d: dict, source: str) -> None:
+    """Refuse sizes no model can be built from (negative, zero heads, text, heads that do not divide the width)
+    with an error naming the key, before torch meets them as a negative dimension or a division by zero."""
+    aliases = {raw: canonical for canonical, raw in ATTRIBUTE_MAPS.get(d.get("model_type"), {}).items()}
+    sizes = {}  # canonical name -> value
+    for key, value in d.items():
+        canonical = aliases.get(key, key)
+        if canonical not in _POSITIVE_SIZES + _COUNTS or value is None:
+            continue
+        low = 0 if canonical in _COUNTS else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{source}: {key!r} must be a whole number >= {low}, not {value!r}")
+        sizes[canonical] = value
+    hidden, heads, kv_heads = (sizes.get(k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads"))
+    if hidden and heads and not {"head_dim", "d_kv", "d_head"} & set(d) and hidden % heads:
+        raise ValueError(f"{source}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})")
+    if heads and kv_heads and heads % kv_heads:
+        raise ValueError(f"{source}: num_attention_heads ({heads}) is not a multiple of num_key_value_heads "
+                         f"({kv_heads})")
 
 
 class AutoConfig:
