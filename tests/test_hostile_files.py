@@ -258,8 +258,8 @@ def test_hostile_file(tiny, tmp_path, damage, load, error, message):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "loading wrote files"
 
 
-@pytest.mark.parametrize("name", ["../../etc", "org/../../etc", "/etc/passwd/x", "org/..", "a/b/c", "org/-x", "org/x--y",
-                                  "org/name\\..\\x", "~/models"])
+@pytest.mark.parametrize("name", ["../../etc", "org/../../etc", "/etc/passwd/x", "org/..", "a/b/c", "org/-x",
+                                  "org/x--y", "org/name\\..\\x", "~/models"])
 def test_repo_id_tricks(name, tmp_path, monkeypatch):
     """Names that are not an existing folder must be a well-formed repo id: never a path out of the cache."""
     monkeypatch.chdir(tmp_path)
