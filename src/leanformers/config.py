@@ -307,9 +307,69 @@ class Config:
                           local_files_only=local_files_only, subfolder=subfolder)
         if not isinstance(d, dict):
             raise ValueError(f"config.json of {name_or_path!r} is not a JSON object")
+        check_sizes(d, f"config.json of {os.fspath(name_or_path)!r}")
         config = cls.from_dict(d, **overrides)
         object.__setattr__(config, "_name_or_path", os.fspath(name_or_path))
         return config
+
+
+# sizes a model is built from (under any family's name): a count that must be a whole number >= 1, or >= 0 for the
+# ones a model may legitimately have none of
+_POSITIVE_SIZES = ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                   "num_key_value_heads", "head_dim", "embedding_size", "d_kv", "decoder_attention_heads",
+                   "encoder_ffn_dim", "decoder_ffn_dim", "num_labels")
+_COUNTS = ("num_hidden_layers", "decoder_layers", "num_decoder_layers", "type_vocab_size")
+
+
+def check_sizes(d: dict, source: str) -> None:
+    """Refuse sizes no model can be built from (negative, zero heads, text, heads that do not divide the width)
+    with an error naming the key, before torch meets them as a negative dimension or a division by zero."""
+    aliases = {raw: canonical for canonical, raw in ATTRIBUTE_MAPS.get(d.get("model_type"), {}).items()}
+    sizes = {}  # canonical name -> value
+    for key, value in d.items():
+        canonical = aliases.get(key, key)
+        if canonical not in _POSITIVE_SIZES + _COUNTS or value is None:
+            continue
+        low = 0 if canonical in _COUNTS else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{source}: {key!r} must be a whole number >= {low}, not {value!r}")
+        sizes[canonical] = value
+    hidden, heads, kv_heads = (sizes.get(k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads"))
+    if hidden and heads and not {"head_dim", "d_kv", "d_head"} & set(d) and hidden % heads:
+        raise ValueError(f"{source}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})")
+    if heads and kv_heads and heads % kv_heads:
+        raise ValueError(f"{source}: num_attention_heads ({heads}) is not a multiple of num_key_value_heads "
+                         f"({kv_heads})")
+
+
+# what every transformers PretrainedConfig has, whatever its config.json holds: from_pretrained(key=value) sets these
+PRETRAINED_CONFIG_ATTRIBUTES = frozenset(
+    "add_cross_attention architectures bad_words_ids begin_suppress_tokens bos_token_id chunk_size_feed_forward "
+    "cross_attention_hidden_size decoder_start_token_id diversity_penalty do_sample dtype early_stopping "
+    "encoder_no_repeat_ngram_size eos_token_id exponential_decay_length_penalty finetuning_task forced_bos_token_id "
+    "forced_eos_token_id id2label is_decoder is_encoder_decoder label2id length_penalty max_length min_length "
+    "no_repeat_ngram_size num_beam_groups num_beams num_return_sequences output_hidden_states output_scores "
+    "pad_token_id prefix problem_type pruned_heads remove_invalid_values repetition_penalty return_dict "
+    "return_dict_in_generate sep_token_id suppress_tokens task_specific_params temperature tf_legacy_loss "
+    "tie_encoder_decoder tie_word_embeddings tokenizer_class top_k top_p torchscript transformers_version typical_p "
+    "use_bfloat16 name_or_path num_labels output_attentions torch_dtype use_return_dict".split())
+# transformers' from_pretrained options that only steer downloading, placement or other frameworks: accepted, unused
+LOADING_ONLY_KWARGS = frozenset(
+    "force_download resume_download proxies use_auth_token from_tf from_flax low_cpu_mem_usage max_memory "
+    "offload_folder offload_state_dict offload_buffers use_safetensors weights_only variant adapter_kwargs "
+    "adapter_name tp_plan tp_size device_mesh key_mapping use_kernels distributed_config code_revision "
+    "_from_pipeline _from_auto _commit_hash _fast_init mirror".split())
+
+
+def apply_model_kwargs(config: "Config", kwargs: dict, owner: str) -> "Config":
+    """transformers' rule for from_pretrained(**kwargs): a key the config has (its config.json keys, its family's
+    aliases, PretrainedConfig's own attributes) is set on the config; any other key reaches the model's __init__,
+    which raises TypeError. Loading-only options are accepted and ignored."""
+    kwargs = {key: value for key, value in kwargs.items() if key not in LOADING_ONLY_KWARGS}
+    for key in kwargs:
+        if key not in config and key not in PRETRAINED_CONFIG_ATTRIBUTES:
+            raise TypeError(f"{owner}.__init__() got an unexpected keyword argument {key!r}")
+    return Config.from_dict(config.to_dict(), **kwargs) if kwargs else config
 
 
 class AutoConfig:

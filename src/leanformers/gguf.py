@@ -146,6 +146,7 @@ def resolve_gguf(name_or_path, gguf_file=None, *, subfolder: str = "", **where) 
     gguf_file = os.fspath(gguf_file)
     if os.path.isabs(gguf_file):
         return gguf_file
+    hub.check_inside("gguf_file", gguf_file)
     return hub.resolve(name_or_path, gguf_file, subfolder=subfolder, **where)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -29,6 +30,9 @@ def resolve(
 ) -> str | None:
     """Local path of `filename` from a folder or repo id; None (or FileNotFoundError if `required`) when absent."""
     name_or_path = os.fspath(name_or_path)
+    check_inside("subfolder", subfolder)
+    check_inside("filename", filename)
+    check_inside("revision", revision)
     if subfolder:
         filename = f"{subfolder}/{filename}"
     if os.path.isdir(name_or_path):
@@ -86,9 +90,36 @@ def _download(repo_id, filename, revision, required, cache_dir, token):
         return None
 
 
+def _shard(name_or_path, index_path: str, shard: str, where: dict) -> str:
+    """A shard named by an index sits beside it: a name that climbs out, or a shard that is missing, is refused."""
+    try:
+        check_inside("shard", shard)
+    except ValueError:
+        raise ValueError(f"{index_path} names shard {shard!r} outside its folder; refusing to read it") from None
+    found = resolve(name_or_path, shard, required=False, **where)
+    if found is None:
+        raise FileNotFoundError(f"{index_path} names shard {shard!r}, but there is no such file")
+    return found
+
+
 def _looks_like_repo_id(name: str) -> bool:
+    """The Hub's rule: [namespace/]name, letters, digits, '-', '_', '.', no '--' or '..', no leading/trailing - or ."""
     parts = name.split("/")
-    return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in name
+    return 1 <= len(parts) <= 2 and all(_REPO_PART.fullmatch(p) and "--" not in p and ".." not in p for p in parts)
+
+
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def check_inside(argument: str, value) -> None:
+    """A subfolder, file name or revision is a path below the folder or the repo's cache entry: refuse an absolute
+    path and any '..' step, so that no argument (nor a name read from an index file) reaches outside."""
+    if not value:
+        return
+    value = os.fspath(value)
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\", "~")) or os.path.isabs(value) or ".." in parts:
+        raise ValueError(f"{argument}={value!r} must stay inside the folder or repo (no absolute path, no '..')")
 
 
 def _cache_dir(cache_dir):
@@ -118,10 +149,9 @@ def resolve_weights(name_or_path, **kwargs) -> list[str]:
             continue
         if not filename.endswith(".index.json"):
             return [path]
-        with open(path, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise ValueError(f"{path} has no 'weight_map'")
-        shards = sorted(set(weight_map.values()))
-        return [resolve(name_or_path, shard, **kwargs) for shard in shards]  # shards sit beside their index
+        index = load_json(name_or_path, filename, **kwargs)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ValueError(f"{path} has no 'weight_map' of tensor names to shard files")
+        return [_shard(name_or_path, path, shard, kwargs) for shard in sorted(set(weight_map.values()))]
     raise FileNotFoundError(f"{name_or_path!r} has no weights: looked for {', '.join(WEIGHT_FILES)}")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import hub
-from .config import Config
+from .config import Config, apply_model_kwargs
 from .modeling.init import init_weights
 
 logger = logging.getLogger("leanformers")
@@ -193,12 +193,11 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
         from .gguf import load_gguf
 
         checkpoint = load_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
-        config = config or Config.from_dict(checkpoint.config, **config_overrides)
+        config = config or Config.from_dict(checkpoint.config)
         state_dict = checkpoint.state_dict
     if config is None:
-        config = Config.from_pretrained(name_or_path, subfolder=subfolder, **where, **config_overrides)
-    elif config_overrides:
-        config = Config.from_dict(config.to_dict(), **config_overrides)
+        config = Config.from_pretrained(name_or_path, subfolder=subfolder, **where)
+    config = apply_model_kwargs(config, config_overrides, cls.__name__)  # unknown keys: TypeError, as transformers
     if state_dict is None:
         state_dict = read_checkpoint(hub.resolve_weights(name_or_path, subfolder=subfolder, **where))
     model = build(cls, config, state_dict, dtype if dtype is not None else torch_dtype, ignore_mismatched_sizes,

@@ -173,7 +173,8 @@ class Embeddings(nn.Module):
             elif index.numel() and int(index.max()) >= table_size:
                 raise ValueError(
                     f"position {int(index.max()) - self.position_offset} is past the model's position table "
-                    f"(max_position_embeddings={self.max_positions}); shorten the input (truncation=True)"
+                    f"(max_position_embeddings={self.max_positions}); shorten the input (truncation=True) or, when "
+                    "generating, ask for fewer tokens (max_new_tokens / max_length)"
                 )
             if self.position is not None:
                 x = x + self.position(index)

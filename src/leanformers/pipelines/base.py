@@ -234,10 +234,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def check_text(value, what: str = "text") -> str:
+def check_text(value, what: str = "text", allow_empty: bool = False) -> str:
+    """`value` if it is a str (non-blank unless `allow_empty`, where transformers runs an empty text as it is)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, not {type(value).__name__} ({str(value)[:60]!r})")
-    if not value.strip():
+    if not allow_empty and not value.strip():
         raise ValueError(f"{what} is empty; give a non-empty string")
     return value
 
@@ -282,13 +283,21 @@ def _torch_dtype(dtype):
 def _torch_device(device):
     import torch
 
-    if isinstance(device, int):
-        return torch.device("cpu") if device < 0 else torch.device("cuda", device)
+    if isinstance(device, int) and not isinstance(device, bool):
+        if device < 0 or not torch.cuda.is_available():  # transformers falls back to the CPU for an int device
+            return torch.device("cpu")
+        device = torch.device("cuda", device)
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be an int (-1 = cpu), a torch.device or a string like 'cpu', 'cuda:0'; "
                          f"got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} asks for a CUDA GPU, but this torch ({torch.__version__}) has no "
+                         "CUDA device available; use device='cpu' (or device=-1)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _is_dataset(inputs) -> bool:

@@ -118,11 +118,11 @@ def _as_pair(item) -> tuple[str, str | None]:
             raise ValueError(f"a text-pair input is a dict with keys 'text' and optionally 'text_pair'; got keys "
                              f"{sorted(item)}")
         pair = item.get("text_pair")
-        return check_text(item["text"], "text"), None if pair is None else check_text(pair, "text_pair")
+        return check_text(item["text"], "text", True), None if pair is None else check_text(pair, "text_pair", True)
     if isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
-        return check_text(item[0][0], "text"), check_text(item[0][1], "text_pair")
+        return check_text(item[0][0], "text", True), check_text(item[0][1], "text_pair", True)
     if isinstance(item, list):
         raise ValueError('The pipeline received invalid inputs, if you are trying to send text pairs, you can try to '
                          'send a dictionary `{"text": "My text", "text_pair": "My pair"}` in order to send a text '
                          'pair.')
-    return check_text(item), None
+    return check_text(item, allow_empty=True), None  # transformers classifies "" (as [CLS] [SEP])

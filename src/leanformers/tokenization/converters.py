@@ -248,8 +248,9 @@ def sentencepiece_with_vocab(model_file, vocab: dict[str, int], unk_token: str) 
     else:
         raise ValueError(f"{model_file}: SentencePiece model type {spm.model_type} cannot be converted")
     tokenizer = BackendTokenizer(model)
-    tokenizer.normalizer = _spm_normalizer(spm)
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
+    tokenizer.normalizer = _spm_exact_normalizer(spm)
+    # the normalizer already wrote the dummy prefix: Metaspace would skip it before a "▁" typed in the text
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="never")
     tokenizer.decoder = decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
     return tokenizer
 
@@ -270,6 +271,17 @@ def _deberta_normalizer(spm: SpmModel, do_lower_case: bool):  # transformers' De
     if spm.precompiled_charsmap:
         steps.append(normalizers.Precompiled(spm.precompiled_charsmap))
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+    return normalizers.Sequence(steps)
+
+
+def _spm_exact_normalizer(spm: SpmModel):
+    """What SentencePiece itself does (Marian and M2M100 are slow-only in transformers): after the charsmap, strip
+    and collapse ASCII spaces only; a lone carriage return is a character to tokenize, not whitespace to drop."""
+    # SentencePiece strips trailing spaces after writing them as "▁", so a "▁" typed at the end goes too
+    steps = [normalizers.Replace(Regex(r"\A +|[ ▁]+\z"), ""), normalizers.Replace(Regex(" {2,}"), " "),
+             normalizers.Prepend(SPIECE_UNDERLINE), normalizers.Replace(" ", SPIECE_UNDERLINE)]
+    if spm.precompiled_charsmap:
+        steps.insert(0, normalizers.Precompiled(spm.precompiled_charsmap))
     return normalizers.Sequence(steps)
 
 

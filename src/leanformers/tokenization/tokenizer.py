@@ -394,8 +394,14 @@ class Tokenizer:
         padding, truncation, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
         self._configure_backend(padding, truncation, max_length, stride, pad_to_multiple_of, padding_side)
         self._tokenizer.encode_special_tokens = split_special_tokens
-        encodings = self._tokenizer.encode_batch(inputs, add_special_tokens=add_special_tokens,
-                                                 is_pretokenized=is_split_into_words)
+        try:
+            encodings = self._tokenizer.encode_batch(inputs, add_special_tokens=add_special_tokens,
+                                                     is_pretokenized=is_split_into_words)
+        except BaseException as err:  # the backend panics (a BaseException) where transformers lets it crash
+            if type(err).__name__ != "PanicException":
+                raise
+            raise ValueError(f"cannot encode with max_length={max_length}, stride={stride}: "
+                             f"{str(err).split(' (note')[0]}") from None
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
