@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", help="float32, float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per model pass (default: 8)")
     parser.add_argument("--gguf-file", help="a GGUF file inside --model's folder (weights and tokenizer)")
+    parser.add_argument("--quantization", help="int8, int8-weight, int4-weight, or gguf (keep a GGUF file's "
+                        "quantized tensors); default: float weights")
     parser.add_argument("--chat", action="store_true",
                         help="text-generation: send each input as a user message through the chat template")
     for flag, _, kind in _CALL_OPTIONS:
@@ -93,6 +95,8 @@ def run(args) -> int:
     task = resolve_task(args.task)
     options = call_options(args)
     extra = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    if args.quantization:
+        extra["quantization"] = args.quantization
     pipe = pipeline(args.task, model=args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype,
                     batch_size=args.batch_size, **extra)
     if args.chat and task != "text-generation":

@@ -115,18 +115,24 @@ class GGUFCheckpoint:
     state_dict: dict = field(default_factory=dict)  # name -> float32 torch.Tensor; empty when with_tensors=False
     tokenizer_object: object = None  # tokenizers.Tokenizer
     tokenizer_config: dict = field(default_factory=dict)
+    # keep_quantized=True: name -> GGUFWeight for the block-quantized tensors (state_dict then holds the others)
+    quantized: dict = field(default_factory=dict)
 
 
 def load_gguf(name_or_path, gguf_file=None, *, with_tensors: bool = True, subfolder: str = "",
-              **where) -> GGUFCheckpoint:
+              keep_quantized: bool = False, **where) -> GGUFCheckpoint:
     """Read a GGUF file: `load_gguf("x.gguf")` or, as from_pretrained takes it, `load_gguf(folder_or_repo, "x.gguf")`.
-    `with_tensors=False` skips dequantizing (and torch) when only the config and tokenizer are needed.
+    `with_tensors=False` skips dequantizing (and torch) when only the config and tokenizer are needed;
+    `keep_quantized=True` leaves the block-quantized tensors as GGUFWeight (see modeling/quant.py).
     `where`: revision / cache_dir / token / local_files_only, as for hub.resolve."""
     path = resolve_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
     reader = _open(path)
     metadata = _metadata(reader)
     config = config_from_metadata(metadata, [tensor.name for tensor in reader.tensors], path)
     tokenizer_object, tokenizer_config = tokenizer_from_metadata(metadata, config, path)
+    if keep_quantized and with_tensors:
+        state_dict, quantized = gguf_quantized_state_dict(reader, config, path)
+        return GGUFCheckpoint(config, state_dict, tokenizer_object, tokenizer_config, quantized)
     state_dict = gguf_state_dict(reader, config, path) if with_tensors else {}
     return GGUFCheckpoint(config, state_dict, tokenizer_object, tokenizer_config)
 
@@ -241,6 +247,86 @@ def gguf_state_dict(reader, config: dict, path: str = "<gguf>") -> dict:
             weights = weights.copy()
         state_dict[name] = torch.from_numpy(weights.astype(np.float32, copy=False))
     return state_dict
+
+
+_FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
+_BLOCK = 32  # elements per block of Q4_0 / Q4_1 / Q8_0 / Q5_*
+_BITS = {"Q2_K": 2, "Q3_K": 3, "IQ4_NL": 4, "IQ4_XS": 4, "Q4_K": 4, "Q5_0": 5, "Q5_1": 5, "Q5_K": 5, "Q6_K": 6,
+         "Q8_0": 8, "Q8_1": 8, "Q8_K": 8}
+
+
+@dataclass
+class GGUFWeight:
+    """One block-quantized GGUF tensor, kept as the file's bytes. `rows` is the (out, in) shape; `heads` the head
+    count when llama.cpp permuted the rows (Q/K projections), undone as the rows are read."""
+    name: str
+    type_name: str
+    raw: object  # numpy uint8 (out, bytes per row), a view of the memory-mapped file
+    rows: tuple
+    heads: int | None = None
+
+    @property
+    def bits(self) -> int:
+        """Bits per weight of the file's type: 4 or less maps to int4, more to int8."""
+        return 4 if self.type_name in ("Q4_0", "Q4_1") else _BITS.get(self.type_name, 8)
+
+    def int4_blocks(self):
+        """Q4_0 / Q4_1 exactly: (q int32 (out, in) in 0..15, scale float32 (out, in/32), zero float32 (out, in/32))
+        with weight = (q - 8) * scale + zero (Q4_0: d * (q - 8); Q4_1: d * q + m)."""
+        import numpy as np
+        import torch
+
+        out, k = self.rows
+        size = 18 if self.type_name == "Q4_0" else 20
+        blocks = np.asarray(self.raw).reshape(out, k // _BLOCK, size)
+        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32) if size == 20 else None
+        nibbles = blocks[..., size - 16:]
+        q = np.concatenate([nibbles & 15, nibbles >> 4], axis=-1).reshape(out, k)  # byte j: elements j and j + 16
+        zero = m + 8 * d if m is not None else np.zeros_like(d)
+        q, d, zero = (torch.from_numpy(np.ascontiguousarray(self._unpermute(a))) for a in (q, d, zero))
+        return q.to(torch.int32), d, zero
+
+    def dequantize_rows(self, start: int, stop: int):
+        """float32 numpy rows [start, stop) of the (unpermuted) weight."""
+        import numpy as np
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        if self.heads is None:
+            rows = dequantize(np.asarray(self.raw[start:stop]), GGMLQuantizationType[self.type_name])
+            return rows.astype(np.float32, copy=False).reshape(stop - start, self.rows[1])
+        full = dequantize(np.asarray(self.raw), GGMLQuantizationType[self.type_name]).reshape(self.rows)
+        return np.ascontiguousarray(self._unpermute(full)[start:stop], dtype=np.float32)
+
+    def _unpermute(self, array):
+        return unpermute_rows(array, self.heads) if self.heads else array
+
+
+def gguf_quantized_state_dict(reader, config: dict, path: str = "<gguf>") -> tuple[dict, dict]:
+    """(float tensors as float32 torch tensors, block-quantized tensors as GGUFWeight), under Hugging Face names."""
+    import numpy as np
+    import torch
+    from gguf.quants import dequantize
+
+    permute_qk = _ARCHITECTURES[_gguf_architecture(config)]["permute_qk"]
+    floats, quantized = {}, {}
+    for tensor in reader.tensors:
+        name = hf_tensor_name(tensor.name, path)
+        heads = None
+        if permute_qk and ".self_attn.q_proj." in name:
+            heads = config["num_attention_heads"]
+        elif permute_qk and ".self_attn.k_proj." in name:
+            heads = config["num_key_value_heads"]
+        type_name = tensor.tensor_type.name
+        if type_name not in _FLOAT_TYPES and len(tensor.shape) == 2:
+            rows = (int(tensor.shape[1]), int(tensor.shape[0]))  # GGUF lists dimensions innermost first
+            quantized[name] = GGUFWeight(tensor.name, type_name, tensor.data, rows, heads)
+            continue
+        weights = dequantize(tensor.data, tensor.tensor_type)
+        weights = unpermute_rows(weights, heads) if heads else weights
+        floats[name] = torch.from_numpy(np.array(weights, dtype=np.float32))  # a copy: no view into the mapping
+    return floats, quantized
 
 
 def _gguf_architecture(config: dict) -> str:

@@ -187,21 +187,25 @@ def resolve_dtype(dtype, config: Config, state_dict: dict):
 def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=None, revision=None, cache_dir=None,
                     token=None, local_files_only=False, subfolder="", output_loading_info=False, device=None,
                     device_map=None, state_dict=None, gguf_file=None, ignore_mismatched_sizes=False,
-                    attn_implementation=None, trust_remote_code=None, **config_overrides):
+                    attn_implementation=None, trust_remote_code=None, quantization=None, **config_overrides):
     where = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    quantization, quantized = _check_quantization(quantization, gguf_file), None
     if gguf_file is not None:
         from .gguf import load_gguf
 
-        checkpoint = load_gguf(name_or_path, gguf_file, subfolder=subfolder, **where)
+        checkpoint = load_gguf(name_or_path, gguf_file, subfolder=subfolder, keep_quantized=quantization == "gguf",
+                               **where)
         config = config or Config.from_dict(checkpoint.config)
-        state_dict = checkpoint.state_dict
+        state_dict, quantized = checkpoint.state_dict, checkpoint.quantized
     if config is None:
         config = Config.from_pretrained(name_or_path, subfolder=subfolder, **where)
     config = apply_model_kwargs(config, config_overrides, cls.__name__)  # unknown keys: TypeError, as transformers
     if state_dict is None:
         state_dict = read_checkpoint(hub.resolve_weights(name_or_path, subfolder=subfolder, **where))
     model = build(cls, config, state_dict, dtype if dtype is not None else torch_dtype, ignore_mismatched_sizes,
-                  source=str(name_or_path))
+                  source=str(name_or_path), quantized=quantized)
+    if quantization not in (None, "gguf"):
+        model.quantize(quantization)
     model.config._name_or_path = str(name_or_path)
     if hasattr(model, "load_generation_config"):
         model.load_generation_config(name_or_path, **where)
@@ -213,7 +217,18 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
     return model
 
 
-def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source="the checkpoint"):
+def _check_quantization(quantization, gguf_file):
+    if quantization is None:
+        return None
+    from .modeling.quant import check_quantization
+
+    quantization = check_quantization(quantization)
+    if quantization == "gguf" and gguf_file is None:
+        raise ValueError("quantization='gguf' keeps a GGUF file's quantized tensors: it needs gguf_file=")
+    return quantization
+
+
+def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source="the checkpoint", quantized=None):
     spec = cls.spec
     if config.get("model_type") not in (spec.model_type, None) and not getattr(spec, "accepts", None):
         logger.warning("loading a %s checkpoint into %s", config.get("model_type"), cls.__name__)
@@ -241,6 +256,10 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
         elif ours[name].is_floating_point() and ours[name].dtype != dtype:
             ours[name] = ours[name].to(dtype)
     model.load_state_dict(ours, strict=False, assign=True)
+    if quantized:  # GGUF tensors kept quantized replace their (meta) float modules before anything is initialised
+        from .modeling.quant import _finish, place_gguf
+
+        _finish(model, place_gguf(model, to_our_names(spec, quantized, cls.task)[0]))
     model.tie_weights()  # before initialising, so a tied output projection is not drawn at random for nothing
     missing = [n for n in initialise(model, dtype=dtype) if n not in ties]
     model.tie_weights()

@@ -182,7 +182,16 @@ class PreTrainedModel(FineTuning, nn.Module):
 
     @property
     def dtype(self):
-        return next(self.parameters()).dtype
+        """The float dtype of the weights (a quantized model's int8 tables are skipped: it computes in this)."""
+        params = list(self.parameters())
+        return next((p.dtype for p in params if p.is_floating_point()), params[0].dtype)
+
+    def quantize(self, quantization: str, group_size: int = 32, skip: tuple = ()) -> dict:
+        """Quantize the linear layers in place: "int8" (dynamic), "int8-weight" or "int4-weight" (modeling/quant.py).
+        Returns the report (also `self.quantization_report`): quantized layers, layers kept in float32 and why."""
+        from .quant import quantize
+
+        return quantize(self, quantization, group_size=group_size, skip=skip)
 
 
 class DecoderModel(PreTrainedModel):

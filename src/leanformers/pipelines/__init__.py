@@ -84,10 +84,15 @@ def pipeline(task: str | None = None, model=None, tokenizer=None, device=None, d
     gguf_file = kwargs.pop("gguf_file", None)
     if gguf_file is not None:  # a GGUF file holds the weights and the tokenizer
         model_kwargs["gguf_file"] = gguf_file
+    quantization = kwargs.pop("quantization", None)
+    if quantization is not None:  # loaded here: from_pretrained quantizes; given a model: quantized in place
+        model_kwargs["quantization"] = quantization
     loaded_here = isinstance(model, (str, os.PathLike))
     if loaded_here:
         model = load_model(os.fspath(model), head, task, dtype if dtype is not None else torch_dtype, where,
                            model_kwargs, default=model == default_model)
+    elif quantization is not None and getattr(model, "quantization_report", None) is None:
+        model.quantize(quantization)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         gguf = {"gguf_file": model_kwargs["gguf_file"]} if "gguf_file" in model_kwargs and tokenizer is None else {}
         tokenizer = load_tokenizer(tokenizer, model, {**where, **gguf})

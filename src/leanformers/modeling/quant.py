@@ -1,0 +1,462 @@
+"""Quantized linears behind one `quantization=` switch (from_pretrained, pipeline, CLI, `model.quantize`).
+
+Modes (`QUANTIZATIONS`):
+- "int8": dynamic int8 linears. Weights int8 per output channel, activations quantized per call (per tensor, uint8)
+  by torch's quantized engine (fbgemm / oneDNN behind "x86"). For throughput: encoders, prefill, batched decoding.
+- "int8-weight": weight-only int8, one scale per output channel (the layout of torch's `_weight_int8pack_mm`).
+- "int4-weight": weight-only int4, a scale and a float zero per group of `group_size` (32 by default) inputs
+  (torch's `_weight_int4pack_mm_for_cpu`: w = (q - 8) * scale + zero, q in 0..15).
+- "gguf" (GGUF files only): each tensor keeps the quantization of the file: Q4_0 / Q4_1 blocks map bit for bit onto
+  the int4 path (group 32), Q8_0 onto int8 (re-scaled per output channel), other block types (K-quants, Q5_*) are
+  dequantized one tensor at a time and re-quantized to int4 (<= 4 bits) or int8 (5-8 bits). No fp32 copy of the
+  model is ever built.
+
+Kernels, measured (bench/RESULTS.md, /work/shared/perf/kernels.py): torch's weight-only kernels are fast only with
+bfloat16 activations on CPUs with AVX512-BF16 / AMX (on AVX2 they are 10-100x slower than fp32). So the weight-only
+linears run `x.bfloat16() -> kernel -> float32` where the CPU has bf16 instructions, and otherwise dequantize the
+weight per call into an fp32 F.linear (correct everywhere, slower, and said so in the report). Dynamic int8 needs a
+quantized engine (fbgemm/x86/onednn/qnnpack); without one, "int8" raises and names the alternatives.
+
+A tied output projection (decoders whose lm_head is the word embedding) becomes one int8 table with a scale per
+vocabulary row, read by the embedding lookup and by the head: the table is stored once, as the fp32 one was.
+
+Saving: quantized models are not written by save_pretrained; save the fp32 model (or keep the GGUF file) and
+quantize again on load (`from_pretrained(..., quantization=...)`) — quantizing takes well under a second per 100M
+parameters and gives the same weights every time.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger("leanformers")
+
+QUANTIZATIONS = ("int8", "int8-weight", "int4-weight", "gguf")
+INT4_GROUP_SIZES = (32, 64, 128, 256)  # what _weight_int4pack_mm_for_cpu accepts
+
+
+def check_quantization(quantization) -> str | None:
+    """The mode name, checked: None stays None; anything unknown raises ValueError listing the valid names."""
+    if quantization is None or quantization in QUANTIZATIONS:
+        return quantization
+    raise ValueError(f"unknown quantization {quantization!r}; valid: {', '.join(map(repr, QUANTIZATIONS))} or None")
+
+
+# ---------------------------------------------------------------- what this CPU runs fast
+@functools.cache
+def cpu_features() -> dict:
+    """{'bf16': AVX512-BF16 or AMX-BF16, 'vnni': AVX512-VNNI or AVX-VNNI, 'engine': quantized engine or None}."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    engines = [e for e in ("x86", "fbgemm", "onednn", "qnnpack") if e in torch.backends.quantized.supported_engines]
+    return {"bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+            "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+            "engine": engines[0] if engines else None}
+
+
+def _weight_only_kernel(device: torch.device) -> str:
+    """'bf16' (torch's packed kernels, bf16 activations) or 'dequant' (per-call fp32 dequantization).
+    LEANFORMERS_QUANT_KERNEL=dequant forces the fallback (tests run it on any CPU)."""
+    forced = os.environ.get("LEANFORMERS_QUANT_KERNEL")
+    if forced in ("bf16", "dequant"):
+        return forced
+    return "bf16" if device.type == "cpu" and cpu_features()["bf16"] else "dequant"
+
+
+def _int8_weight_kernel(device: torch.device, precise: bool) -> str:
+    """int8 weight-only at few rows: 'int8x2' (two passes of the dynamic int8 engine; fp32-exact activations) for
+    precise layers and on CPUs without bf16 instructions (AVX2: fbgemm is the fast kernel there), 'bf16' on
+    AVX512-BF16/AMX CPUs, 'dequant' without a quantized engine (or when forced)."""
+    kernel = _weight_only_kernel(device)
+    if kernel == "dequant" and os.environ.get("LEANFORMERS_QUANT_KERNEL") == "dequant":
+        return kernel
+    if cpu_features()["engine"] and (precise or kernel == "dequant") and device.type == "cpu":
+        return "int8x2"
+    return kernel
+
+
+# ---------------------------------------------------------------- the quantized modules
+class Int8DynamicLinear(nn.Module):
+    """y = x W^T + b with W int8 per output channel and x quantized per call (torch's dynamic quantized linear)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        engine = cpu_features()["engine"]
+        if engine is None:
+            raise RuntimeError("quantization='int8' needs a torch quantized engine (fbgemm / x86 / onednn / qnnpack) "
+                               "and this torch build has none; use 'int8-weight' or 'int4-weight'")
+        if torch.backends.quantized.engine in (None, "none"):
+            torch.backends.quantized.engine = engine
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors; its dynamic linear still takes them
+            warnings.simplefilter("ignore", UserWarning)
+            qweight = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0,
+                                                 torch.qint8)
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        # int8 values and scales stay visible (state_dict, inspection); the engine keeps its own packed copy
+        self.weight = nn.Parameter(qweight.int_repr(), requires_grad=False)
+        self.register_buffer("weight_scale", scale)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        self._packed = torch.ops.quantized.linear_prepack(qweight, self.bias)
+        # AVX2 without VNNI: fbgemm's u8 x s8 products saturate int16 unless activations use 7 bits (reduce_range)
+        self.reduce_range = not cpu_features()["vnni"]
+
+    def forward(self, x):
+        dtype = x.dtype
+        y = torch.ops.quantized.linear_dynamic(x.float().contiguous(), self._packed, self.reduce_range)
+        return y if dtype == torch.float32 else y.to(dtype)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 dynamic"
+
+
+# up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
+# with rows, the int4 one stays at or under fp32 up to ~64 rows)
+GEMV_ROWS, INT4_KERNEL_ROWS = 4, 64
+
+
+class Int8WeightLinear(nn.Module):
+    """Weight-only int8: W = q * scale (one scale per output channel); activations stay float.
+
+    Up to GEMV_ROWS rows (decoding) it runs torch's `_weight_int8pack_mm` on bf16 activations ("bf16" kernel), or,
+    for a layer marked `precise` (the LM head, whose close logits bf16 outputs would round into ties), two int8
+    passes of the dynamic engine over the activation and its residual, accumulated in int32 ("int8x2": activations
+    exact to ~16 bits, fp32 output). More rows (prefill, batches) dequantize the weight into one fp32 MKL GEMM."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
+                 precise: bool = False):
+        super().__init__()
+        self.out_features, self.in_features = qweight.shape
+        self.weight = qweight if isinstance(qweight, nn.Parameter) else nn.Parameter(qweight, requires_grad=False)
+        self.register_buffer("weight_scale", scale.float())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        self.kernel = _int8_weight_kernel(qweight.device, precise)
+        self._scale_bf16 = self._packed = None
+        if self.kernel == "int8x2":
+            self._pack()
+
+    def _pack(self):
+        """The dynamic engine's own packed copy of the int8 weight (made once; the int8x2 kernel reads it)."""
+        zeros = torch.zeros(self.out_features, dtype=torch.long)
+        with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors; its int8 linears still take them
+            warnings.simplefilter("ignore", UserWarning)
+            qweight = torch._make_per_channel_quantized_tensor(self.weight.detach(), self.weight_scale.double(),
+                                                               zeros, 0)
+        self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8WeightLinear:
+        qweight, scale = quantize_rows_int8(weight)
+        return cls(qweight, scale, bias)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out_features, in_features) this layer computes with."""
+        return self.weight.float() * self.weight_scale[:, None]
+
+    def forward(self, x):
+        shape = x.shape
+        rows = x.numel() // shape[-1] if shape[-1] else 0
+        if self.kernel == "dequant" or rows > GEMV_ROWS:
+            y = F.linear(x, self.dequantize().to(x.dtype))
+        elif self.kernel == "int8x2":
+            y = self._two_pass(x.reshape(rows, shape[-1]).float()).to(x.dtype).view(*shape[:-1], -1)
+        else:
+            if self._scale_bf16 is None:
+                self._scale_bf16 = self.weight_scale.to(torch.bfloat16)
+            y = torch.ops.aten._weight_int8pack_mm(x.reshape(rows, shape[-1]).to(torch.bfloat16), self.weight,
+                                                   self._scale_bf16).to(x.dtype).view(*shape[:-1], -1)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def _two_pass(self, x):  # x (rows, in) float32 -> (rows, out) float32
+        y = None
+        for _ in range(2):  # x = q1 * s1 + residual; the residual's own 8 bits give the next ~8 bits of x
+            scale = float(x.abs().max()) / 127 or 1.0
+            part = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, scale, 128, self._packed)
+            y = part if y is None else y + part
+            x = x - torch.round(x / scale).clamp_(-128, 127) * scale
+        return y
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights ({self.kernel})"
+
+
+class Int4WeightLinear(nn.Module):
+    """Weight-only int4 with a (scale, zero) per group of inputs: W = (q - 8) * scale + zero, q in 0..15.
+
+    Storage: torch's CPU int4 pack (N, K/2 bytes, a blocked layout) and the bf16 `scales_and_zeros`. Up to
+    INT4_KERNEL_ROWS rows run `_weight_int4pack_mm_for_cpu` on bf16 activations; more rows (and CPUs without bf16
+    instructions) dequantize the weight into one fp32 MKL GEMM."""
+
+    def __init__(self, q: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int,
+                 bias: torch.Tensor | None = None):
+        super().__init__()
+        # q (N, K) int32 in 0..15; scales_and_zeros (K / group, N, 2) float
+        self.out_features, self.in_features = q.shape
+        self.group_size = group_size
+        self.kernel = _weight_only_kernel(q.device)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
+        self.weight = nn.Parameter(packed, requires_grad=False)
+        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
+
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = 32):
+        q, scales_and_zeros = quantize_groups_int4(weight, group_size)
+        return cls(q, scales_and_zeros, group_size, bias)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out_features, in_features) this layer computes with."""
+        packed = self.weight
+        nibbles = torch.stack([packed & 15, packed >> 4], dim=-1).view(-1)
+        q = nibbles[_int4_unpack_index(self.out_features, self.in_features)].view(self.out_features, -1).float()
+        sz = self.scales_and_zeros.float()
+        scale, zero = (sz[..., i].t().repeat_interleave(self.group_size, 1) for i in (0, 1))
+        return (q - 8) * scale + zero
+
+    def forward(self, x):
+        shape = x.shape
+        rows = x.numel() // shape[-1] if shape[-1] else 0
+        if self.kernel == "dequant" or rows > INT4_KERNEL_ROWS:
+            y = F.linear(x, self.dequantize().to(x.dtype))
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(rows, shape[-1]).to(torch.bfloat16), self.weight,
+                                                           self.group_size, self.scales_and_zeros)
+            y = y.to(x.dtype).view(*shape[:-1], -1)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int4 weights, "
+                f"group {self.group_size} ({self.kernel})")
+
+
+@functools.lru_cache(maxsize=16)
+def _int4_unpack_index(out_features: int, in_features: int) -> torch.Tensor:
+    """For torch's blocked CPU int4 pack: index into its nibbles (low, high per byte) giving the (N, K) order.
+    Found by packing the bits of each element's own position, one bit per call, so it follows torch's layout
+    whatever it is."""
+    count = out_features * in_features
+    position = torch.arange(count, dtype=torch.int64).view(out_features, in_features)
+    source = torch.zeros(count, dtype=torch.int64)
+    for bit in range(max(count - 1, 1).bit_length()):
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(((position >> bit) & 1).to(torch.int32), 2)
+        source |= torch.stack([packed & 15, packed >> 4], dim=-1).view(-1).to(torch.int64) << bit
+    index = torch.empty(count, dtype=torch.int32)
+    index[source] = torch.arange(count, dtype=torch.int32)
+    return index
+
+
+class Int8Embedding(nn.Module):
+    """An embedding table stored as int8 with one scale per row; the rows looked up are dequantized to float32.
+    A tied head reads the same `weight` and `weight_scale` through an Int8WeightLinear."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = qweight.shape
+        self.weight = qweight if isinstance(qweight, nn.Parameter) else nn.Parameter(qweight, requires_grad=False)
+        self.register_buffer("weight_scale", scale.float())
+
+    def forward(self, input_ids):
+        return self.weight[input_ids].float() * self.weight_scale[input_ids].unsqueeze(-1)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+
+# ---------------------------------------------------------------- quantizing float tensors
+def quantize_rows_int8(weight: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: weight (N, K) -> (q int8 (N, K), scale float32 (N,)) with weight ~ q * scale.
+    Rows are done `chunk` at a time so a float copy of a big table is never made."""
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scale = torch.empty(weight.shape[0], dtype=torch.float32)
+    for start in range(0, weight.shape[0], chunk):
+        rows = weight[start:start + chunk].detach().float()
+        s = rows.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        q[start:start + chunk] = torch.round(rows / s[:, None]).clamp_(-127, 127).to(torch.int8)
+        scale[start:start + chunk] = s
+    return q, scale
+
+
+def quantize_groups_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric int4 per group of `group_size` inputs (min/max): weight (N, K) -> (q int32 (N, K) in 0..15,
+    scales_and_zeros float32 (K / group, N, 2)) with weight ~ (q - 8) * scale + zero."""
+    n, k = weight.shape
+    groups = weight.detach().float().reshape(n, k // group_size, group_size)
+    low, high = groups.amin(dim=-1), groups.amax(dim=-1)
+    scale = ((high - low) / 15).clamp(min=1e-8)
+    q = torch.round((groups - low[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.int32).reshape(n, k)
+    zero = low + 8 * scale
+    return q, torch.stack([scale.t(), zero.t()], dim=-1).contiguous()
+
+
+def int4_problem(out_features: int, in_features: int, group_size: int, kernel: str) -> str | None:
+    """Why an (out, in) weight cannot take int4 with this group, or None when it can."""
+    if in_features % group_size:
+        return f"in_features={in_features} is not divisible by the int4 group size {group_size}"
+    if out_features % 16:
+        return f"out_features={out_features} is not divisible by 16 (torch's int4 CPU packing)"
+    return None
+
+
+# ---------------------------------------------------------------- quantizing a model
+def quantize(model: nn.Module, quantization: str, group_size: int = 32, skip: tuple[str, ...] = ()) -> dict:
+    """Replace the model's nn.Linear layers (and a tied head's embedding) in place by their quantized form.
+
+    Returns the report also kept as `model.quantization_report`: mode, kernel, the quantized layer names, and the
+    layers kept in float32 with the reason (int4 with a dimension its kernel cannot take; names in `skip`)."""
+    quantization = check_quantization(quantization)
+    if quantization is None:
+        raise ValueError("quantize() needs a mode: " + ", ".join(map(repr, QUANTIZATIONS[:3])))
+    if quantization == "gguf":
+        raise ValueError("quantization='gguf' keeps a GGUF file's own quantization and applies to "
+                         "from_pretrained(..., gguf_file=...) only; to quantize a loaded model use "
+                         + ", ".join(map(repr, QUANTIZATIONS[:3])))
+    if getattr(model, "quantization_report", None):
+        raise ValueError(f"the model is already quantized ({model.quantization_report['mode']}); load it again "
+                         "in float32 to quantize it another way")
+    if quantization == "int4-weight" and group_size not in INT4_GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {INT4_GROUP_SIZES} for int4-weight, got {group_size}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device.type != "cpu":
+        raise RuntimeError(f"quantization={quantization!r} runs on torch's CPU kernels; the model is on {device}. "
+                           "Quantize on the CPU (model.to('cpu')) or keep float weights on this device")
+    kernel = "dynamic" if quantization == "int8" else _weight_only_kernel(device)
+    report = {"mode": quantization, "kernel": kernel, "group_size": group_size if quantization == "int4-weight"
+              else None, "quantized": [], "kept_float": {}}
+    tied_head = _tied_head(model) if quantization != "int8" else None
+    if tied_head is not None:
+        _quantize_tied(model, tied_head, report)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear) or name == tied_head:
+            continue
+        if any(name == s or name.startswith(s + ".") for s in skip):
+            report["kept_float"][name] = "skipped as asked"
+            continue
+        weight, bias = module.weight, module.bias
+        if quantization == "int8":
+            new = Int8DynamicLinear(weight, bias)
+        elif quantization == "int8-weight":
+            new = Int8WeightLinear.from_float(weight, bias)
+        else:
+            problem = int4_problem(weight.shape[0], weight.shape[1], group_size, kernel)
+            if problem:
+                report["kept_float"][name] = problem
+                continue
+            new = Int4WeightLinear.from_float(weight, bias, group_size)
+        _set_module(model, name, new)
+        report["quantized"].append(name)
+    return _finish(model, report)
+
+
+def _finish(model: nn.Module, report: dict) -> dict:
+    if report["kept_float"]:
+        logger.warning("quantization=%r kept %d layer(s) in float32: %s", report["mode"], len(report["kept_float"]),
+                       "; ".join(f"{k}: {v}" for k, v in report["kept_float"].items()))
+    if report["kernel"] == "dequant" and report["mode"] in ("int4-weight", "gguf"):
+        logger.warning("quantization=%r: this CPU has no AVX512-BF16/AMX, so torch's int4 kernel would be slower "
+                       "than float32; int4 weights are dequantized per call instead (same numbers, less memory, no "
+                       "speed-up). 'int8' and 'int8-weight' use the int8 engine and are the fast modes here",
+                       report["mode"])
+    model.quantization_report = report
+    return report
+
+
+def _tied_head(model) -> str | None:
+    """Module name of an output projection tied to the word embedding, if any."""
+    ties = model.tied_weights() if hasattr(model, "tied_weights") else {}
+    for target, source in ties.items():
+        module_name = target.rpartition(".")[0]
+        if isinstance(model.get_submodule(module_name), nn.Linear) and \
+                isinstance(model.get_submodule(source.rpartition(".")[0]), nn.Embedding):
+            return module_name
+    return None
+
+
+def _quantize_tied(model, head_name: str, report: dict):
+    """Head and embedding share one int8 table (scale per vocabulary row)."""
+    head = model.get_submodule(head_name)
+    embedding_name = model.tied_weights()[head_name + ".weight"].rpartition(".")[0]
+    qweight, scale = quantize_rows_int8(head.weight)
+    place_tied_int8(model, head_name, embedding_name, qweight, scale, head.bias)
+    report["quantized"] += [embedding_name, head_name]
+
+
+def place_tied_int8(model, head_name: str, embedding_name: str, qweight, scale, bias=None):
+    """Install one int8 table as both the embedding and the head it is tied to."""
+    table = nn.Parameter(qweight, requires_grad=False)
+    embedding = Int8Embedding(table, scale)
+    head = Int8WeightLinear(table, embedding.weight_scale, bias, precise=True)
+    head.weight_scale = embedding.weight_scale  # one scale tensor too
+    _set_module(model, embedding_name, embedding)
+    _set_module(model, head_name, head)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module):
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+# ---------------------------------------------------------------- GGUF tensors kept quantized
+def place_gguf(model: nn.Module, weights: dict) -> dict:
+    """Install GGUF block-quantized weights (our parameter name -> gguf.GGUFWeight) into a model built on the meta
+    device: Q4_0/Q4_1 as int4 (group 32, bit for bit), other types of <= 4 bits re-quantized to int4, wider types
+    to int8 per output channel, an embedding (and the head tied to it) to int8 rows. Returns the report."""
+    kernel = _weight_only_kernel(torch.device("cpu"))
+    report = {"mode": "gguf", "kernel": kernel, "group_size": 32, "quantized": [], "kept_float": {}, "types": {}}
+    tied = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in model.tied_weights().items()} \
+        if hasattr(model, "tied_weights") else {}
+    for param_name, weight in weights.items():
+        name = param_name.rpartition(".")[0]
+        module = model.get_submodule(name)
+        report["types"][name] = weight.type_name
+        if isinstance(module, nn.Embedding):
+            qweight, scale = _gguf_int8_rows(weight)
+            heads = [h for h, e in tied.items() if e == name]
+            if heads:
+                place_tied_int8(model, heads[0], name, qweight, scale, model.get_submodule(heads[0]).bias)
+                report["quantized"] += [name, heads[0]]
+            else:
+                _set_module(model, name, Int8Embedding(qweight, scale))
+                report["quantized"].append(name)
+            continue
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"GGUF tensor {weight.name} ({weight.type_name}) maps to {name}, a "
+                             f"{type(module).__name__}; only linear and embedding weights can stay quantized")
+        if name in tied and isinstance(model.get_submodule(tied[name]), Int8Embedding):
+            continue  # its embedding already installed the shared table
+        bias = module.bias if module.bias is not None and not module.bias.is_meta else None
+        problem = int4_problem(*weight.rows, 32, kernel) if weight.bits <= 4 else "wider than 4 bits"
+        if problem is None:
+            _set_module(model, name, _gguf_int4(weight, bias))
+        else:
+            if weight.bits <= 4:
+                report["kept_float"][name] = f"{problem}: int8 instead of int4"
+            _set_module(model, name, Int8WeightLinear(*_gguf_int8_rows(weight), bias))
+        report["quantized"].append(name)
+    return report
+
+
+def _gguf_int4(weight, bias) -> Int4WeightLinear:
+    if weight.type_name in ("Q4_0", "Q4_1"):
+        q, scale, zero = weight.int4_blocks()
+        return Int4WeightLinear(q, torch.stack([scale.t(), zero.t()], dim=-1), 32, bias)
+    return Int4WeightLinear.from_float(torch.from_numpy(weight.dequantize_rows(0, weight.rows[0])), bias, 32)
+
+
+def _gguf_int8_rows(weight, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 per row from any GGUF type, dequantizing `chunk` rows at a time (a table never exists in float32)."""
+    if weight.heads:  # permuted rows are undone over the whole (small) tensor
+        chunk = weight.rows[0]
+    parts = [quantize_rows_int8(torch.from_numpy(weight.dequantize_rows(start, min(start + chunk, weight.rows[0]))))
+             for start in range(0, weight.rows[0], chunk)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -1,0 +1,163 @@
+"""Quantized linears (modeling/quant.py) on tiny random models: each kernel against its own float32 reference, the
+`quantization=` switch through from_pretrained / pipeline / CLI, bad input, and int8 translation against fp32."""
+import json
+import logging
+
+import pytest
+import torch
+import transformers
+from oracle import save_tiny
+
+import leanformers
+from leanformers import cli
+from leanformers.modeling import quant
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+transformers.logging.set_verbosity_error()
+
+
+def relative_error(a, b) -> float:
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+# ---------------------------------------------------------------- the layers against their float math
+@pytest.mark.parametrize("rows", [1, 3, 37])
+@pytest.mark.parametrize("kernel", ["bf16", "dequant"])
+def test_int4_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
+    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", kernel)
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(48, 64), torch.randn(48), torch.randn(rows, 64)
+    layer = quant.Int4WeightLinear.from_float(weight, bias, group_size=32)
+    assert layer.kernel == kernel and layer.weight.dtype == torch.uint8 and layer.weight.numel() == 48 * 32
+    dequantized = layer.dequantize()
+    assert relative_error(dequantized, weight) < 0.1  # 4 bits: half a step of 1/15 of each group's range
+    reference = x @ dequantized.t() + bias
+    # bf16 activations and outputs on the kernel path (<= 64 rows): ~2^-8 relative; the fp32 path is exact
+    assert relative_error(layer(x), reference) < (1e-2 if kernel == "bf16" and rows <= 64 else 1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 9])
+@pytest.mark.parametrize("kernel", ["bf16", "int8x2", "dequant"])
+def test_int8_weight_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
+    torch.manual_seed(0)
+    weight, x = torch.randn(40, 64), torch.randn(2, rows, 64)
+    layer = quant.Int8WeightLinear.from_float(weight)
+    layer.kernel = kernel
+    if kernel == "int8x2":
+        layer._pack()
+    assert relative_error(layer.dequantize(), weight) < 0.01
+    reference = x @ layer.dequantize().t()
+    bound = {"bf16": 1e-2, "int8x2": 2e-4, "dequant": 1e-5}[kernel] if rows * 2 <= quant.GEMV_ROWS else 1e-5
+    assert relative_error(layer(x), reference) < bound
+
+
+def test_int8_dynamic_layer_is_close_to_float():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    layer = quant.Int8DynamicLinear(linear.weight, linear.bias)
+    x = torch.randn(5, 64)
+    assert layer.weight.dtype == torch.int8
+    assert relative_error(layer(x), linear(x)) < 0.03  # int8 activations per call, int8 weights per channel
+
+
+def test_int4_unpack_index_follows_torch_layout():
+    q = torch.randint(0, 16, (32, 128), dtype=torch.int32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 2)
+    nibbles = torch.stack([packed & 15, packed >> 4], dim=-1).view(-1)
+    assert torch.equal(nibbles[quant._int4_unpack_index(32, 128)].view(32, 128).int(), q)
+
+
+# ---------------------------------------------------------------- a model through the switch
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=128, n_embd=64, n_layer=2, n_head=4, n_positions=64)
+    return save_tiny(transformers.GPT2LMHeadModel(config).eval(), tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8-weight", "int4-weight"])
+def test_from_pretrained_quantizes_every_linear(tiny_gpt2, mode):
+    reference = leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2, quantization=mode)
+    report = model.quantization_report
+    assert report["mode"] == mode and not report["kept_float"]
+    assert not any(type(m) in (torch.nn.Linear, leanformers.modeling.packed.PackedLinear) for m in model.modules())
+    if mode != "int8":  # the tied head and the embedding share one int8 table
+        assert model.head.decoder.weight is model.model.embeddings.word.weight
+        assert model.head.decoder.weight.dtype == torch.int8
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(0))
+    # random Gaussian weights are the worst case for 4 bits (no structure); real models: test_quant_real.py
+    bound = 0.1 if mode == "int4-weight" else 0.05
+    assert relative_error(model(ids).logits, reference(ids).logits) < bound
+    greedy = model.generate(ids[:1, :4], max_new_tokens=6, do_sample=False)
+    assert greedy.shape == (1, 10)
+
+
+def test_model_quantize_reports_layers_kept_in_float(tiny_gpt2, caplog):
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    with caplog.at_level(logging.WARNING, logger="leanformers"):
+        report = model.quantize("int4-weight", group_size=128)  # in_features 64 (and 256) vs group 128
+    assert "model.layers.0.attention.qkv" in report["kept_float"]
+    assert "not divisible by the int4 group size 128" in report["kept_float"]["model.layers.0.attention.qkv"]
+    assert "model.layers.0.mlp.down" in report["quantized"]  # in_features 256 divides by 128
+    assert "kept 6 layer(s) in float32" in caplog.text and "model.layers.1.mlp.up" in caplog.text
+    assert isinstance(model.get_submodule("model.layers.0.attention.qkv"), torch.nn.Linear)
+
+
+def test_bad_quantization_input(tiny_gpt2, monkeypatch):
+    with pytest.raises(ValueError, match="unknown quantization 'int3'; valid: 'int8', 'int8-weight', 'int4-weight'"):
+        leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2, quantization="int3")
+    with pytest.raises(ValueError, match="needs gguf_file="):
+        leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2, quantization="gguf")
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    with pytest.raises(ValueError, match=r"group_size must be one of \(32, 64, 128, 256\)"):
+        model.quantize("int4-weight", group_size=48)
+    model.quantize("int8")
+    with pytest.raises(ValueError, match="already quantized"):
+        model.quantize("int8-weight")
+    monkeypatch.setattr(quant, "cpu_features", lambda: {"bf16": False, "vnni": False, "engine": None})
+    with pytest.raises(RuntimeError, match="needs a torch quantized engine"):
+        leanformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2, quantization="int8")
+
+
+def test_pipeline_and_cli_take_the_switch(tiny_gpt2, tmp_path, capsys):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, num_labels=3)
+    folder = save_tiny(transformers.BertForSequenceClassification(config).eval(), tmp_path / "bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(115)]
+    (tmp_path / "bert" / "vocab.txt").write_text("\n".join(vocab))
+    pipe = leanformers.pipeline("text-classification", model=folder, quantization="int8")
+    assert pipe.model.quantization_report["mode"] == "int8"
+    loaded = leanformers.AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = leanformers.AutoTokenizer.from_pretrained(folder)
+    given = leanformers.pipeline("text-classification", model=loaded, tokenizer=tokenizer, quantization="int8-weight")
+    assert given.model is loaded and loaded.quantization_report["mode"] == "int8-weight"
+    assert cli.main(["text-classification", "w1 w2 w3", "--model", folder, "--quantization", "int8"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"].startswith("LABEL_")
+    assert cli.main(["text-classification", "w1", "--model", folder, "--quantization", "int2"]) == 2
+    assert "unknown quantization 'int2'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- translation: int8 vs fp32
+def test_translation_int8_keeps_95_percent_of_sentences(tmp_path):
+    """No real translation weights can be had here: a random Marian (d_model 256, 2+2 layers, vocab 1000, weights
+    drawn with std 0.1 so its next-token choices are not coin flips) translating 64 fixed random sentences greedily;
+    >= 95% of the outputs must equal fp32's token for token."""
+    torch.manual_seed(0)
+    config = transformers.MarianConfig(
+        vocab_size=1000, d_model=256, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, max_position_embeddings=128,
+        pad_token_id=999, decoder_start_token_id=999, eos_token_id=0, init_std=0.1, activation_function="swish")
+    folder = save_tiny(transformers.MarianMTModel(config).eval(), tmp_path / "marian")
+    fp32 = leanformers.AutoModelForSeq2SeqLM.from_pretrained(folder)
+    int8 = leanformers.AutoModelForSeq2SeqLM.from_pretrained(folder, quantization="int8")
+    generator = torch.Generator().manual_seed(1)
+    same = 0
+    for _ in range(4):
+        ids = torch.randint(1, 998, (16, 12), generator=generator)
+        settings = {"max_new_tokens": 16, "min_new_tokens": 16, "do_sample": False, "num_beams": 1,
+                    "bad_words_ids": [[999]]}
+        a, b = fp32.generate(ids, **settings), int8.generate(ids, **settings)
+        same += sum(torch.equal(x, y) for x, y in zip(a, b))
+    assert same / 64 >= 0.95, f"{same}/64 sentences identical"
