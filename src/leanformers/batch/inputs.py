@@ -53,8 +53,8 @@ def input_columns(task: str, column: str | None = None, columns=None, options: d
             raise ValueError(f"columns must be non-empty column names, got {columns!r}")
     elif column is not None:
         columns = [column]
-    elif task == "question-answering" and "context" not in (options or {}):
-        columns = list(INPUT_KEYS[task])
+    elif task == "question-answering":
+        columns = ["question"] if "context" in (options or {}) else list(INPUT_KEYS[task])
     else:
         columns = ["text"]
     most = 1 if task == "question-answering" and "context" in (options or {}) else len(INPUT_KEYS.get(task, "x"))
