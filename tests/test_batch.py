@@ -303,3 +303,15 @@ def test_command_line_and_parquet_output(folders, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["errors"] == 30
     errors = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
     assert len(errors) == 30 and errors[0] == {"id": 0, "error": "missing column 'body' (the row has ['text'])"}
+
+
+def test_progress_line_shows_rows_per_second_and_eta(capsys):
+    from leanformers.batch.output import Progress
+
+    progress = Progress(True, total=1000, start=200, label="text-classification")
+    time.sleep(0.05)
+    progress.update(600, final=True)
+    line = capsys.readouterr().err
+    assert line.startswith("\rtext-classification: 600/1,000 rows (60.0%), ") and "rows/s, ETA 00:0" in line
+    Progress(False, total=1000, start=0, label="x").update(10, final=True)  # --quiet or not a terminal: nothing
+    assert capsys.readouterr().err == ""
