@@ -191,6 +191,10 @@ def test_caller_mistakes_are_clear_errors(folders, tmp_path):
     with pytest.raises(TypeError, match="unexpected argument.*colour"):
         batch.run("text-classification", folders["text"], path, str(tmp_path / "out.jsonl"), column="body",
                   options={"colour": 1})
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"text": "a"}, {"text": "b"}]))
+    with pytest.raises(ValueError, match=r"array\.json holds a JSON array; batch reads JSON lines"):
+        batch.run("text-classification", folders["text"], array, str(tmp_path / "out.jsonl"))
     with pytest.raises(ValueError, match="engine must be one of local, ray"):
         batch.run("text-classification", folders["text"], path, str(tmp_path / "out.jsonl"), engine="spark")
 

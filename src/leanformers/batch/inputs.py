@@ -160,8 +160,15 @@ def count_rows(path: str, fmt: str) -> int:
 
 
 def check_columns(path: str, fmt: str, columns: list[str]) -> None:
-    """A CSV header or Parquet schema without a needed column is the caller's mistake: say so before any work."""
-    if fmt == "csv":
+    """A CSV header or Parquet schema without a needed column, or a JSON array given as JSON lines, is the caller's
+    mistake: say so before any work (a JSON lines row without the column is that row's error, found when read)."""
+    if fmt == "jsonl":
+        with open(path, "rb") as file:
+            start = file.read(4096).lstrip()
+        if start.startswith(b"["):
+            raise ValueError(f"{path} holds a JSON array; batch reads JSON lines (one object per line): "
+                             f"convert it, e.g. jq -c '.[]' {os.path.basename(path)} > rows.jsonl")
+    elif fmt == "csv":
         with open(path, newline="", encoding="utf-8", errors="replace") as file:
             header = next(csv.reader(io.StringIO(file.readline())), [])
         missing = [name for name in columns if name not in header]

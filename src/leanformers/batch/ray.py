@@ -19,7 +19,10 @@ from .predictor import Predictor
 
 def ray_results(job, start: int) -> Iterator[dict]:
     """{"result": [...], "error": [...]} per output block, rows in input order, from input row `start` on."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("the ray engine needs Ray Data: pip install 'leanformers[ray]'") from None
 
     started_here = _connect(job.ray_address, job.num_workers * job.cpus_per_worker)
     try:
