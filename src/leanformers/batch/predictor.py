@@ -44,6 +44,7 @@ class Predictor:
         self.pipe = pipeline(task, model=model, batch_size=batch_size, **pipeline_kwargs, **options)
 
     def __call__(self, batch: dict) -> dict:
+        """A batch of rows (column -> values) -> {"result": [JSON text], "error": [reason]}, one entry per row."""
         rows = _rows(batch, [LINE] if self.json_lines else self.columns)
         errors = [""] * len(rows)
         good = []  # (row index, pipeline input)
