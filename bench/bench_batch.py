@@ -13,7 +13,7 @@ Outputs are compared with the engine's (same labels, scores within 1e-4). The fo
 fewer rows (--loop-rows, --hf-rows) when the machine is busy; rows/s is what is compared.
 
 Run: .venv/bin/python bench/bench_batch.py [--rows 20000] [--loop-rows N] [--hf-rows N] [--threads 1] [--no-ray]
-     [--quick]
+     [--no-2t] [--quick]
 """
 import argparse
 import json
@@ -45,11 +45,14 @@ def engine_results(path: str) -> list:
 
 
 def timed(label: str, rows: int, fn) -> dict:
-    start = time.perf_counter()
+    """Wall seconds and this process's CPU seconds (all its threads; steadier than wall time on a busy machine;
+    for Ray only the driver's, not the workers')."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    seconds = time.perf_counter() - start
-    print(f"  {label}: {rows} rows in {seconds:.1f} s ({rows / seconds:.1f} rows/s) [{load_note()}]", flush=True)
-    return {"label": label, "rows": rows, "seconds": seconds, "result": result}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"  {label}: {rows} rows in {seconds:.1f} s ({rows / seconds:.1f} rows/s, {cpu:.1f} CPU s) "
+          f"[{load_note()}]", flush=True)
+    return {"label": label, "rows": rows, "seconds": seconds, "cpu": cpu, "result": result}
 
 
 def run_engine(folder, path, out, args, threads, engine="local", **extra):
@@ -106,6 +109,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the one-process runs")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-2t", action="store_true", help="skip the engine on 2 threads")
     parser.add_argument("--quick", action="store_true", help="a 2-layer model: checks the script")
     args = parser.parse_args()
     import transformers
@@ -127,7 +131,7 @@ def main():
         out = str(tmp / "out.jsonl")
         runs.append(timed(f"engine {args.threads}t", args.rows,
                           lambda: run_engine(folder, path, out, args, args.threads)))
-        if args.threads != 2:
+        if args.threads != 2 and not args.no_2t:
             runs.append(timed("engine 2t", args.rows, lambda: run_engine(folder, path, out, args, 2)))
         loop_rows = args.loop_rows or args.rows
         runs.append(timed(f"for loop {args.threads}t", loop_rows,
@@ -144,12 +148,16 @@ def report(runs):
     reference = runs[0]["result"]
     loop = next(run for run in runs if run["label"].startswith("for loop"))
     loop_rate = loop["rows"] / loop["seconds"]
-    print(f"\n{'way':40} {'rows':>6} {'seconds':>8} {'rows/s':>8} {'x loop':>7} {'max diff':>9} same")
+    loop_cpu = loop["cpu"] / loop["rows"]
+    print(f"\n{'way':40} {'rows':>6} {'seconds':>8} {'rows/s':>8} {'x loop':>7} {'cpu ms/row':>10} {'cpu x':>6} "
+          f"{'max diff':>9} same")
     for run in runs:
         rate = run["rows"] / run["seconds"]
+        cpu = run["cpu"] / run["rows"]
         same, diff = compare(reference[: run["rows"]], run["result"])
+        cpu_ratio = f"{loop_cpu / cpu:6.2f}" if "init_seconds" not in run else f"{'driver':>6}"
         print(f"{run['label']:40} {run['rows']:6} {run['seconds']:8.1f} {rate:8.1f} {rate / loop_rate:7.2f} "
-              f"{diff:9.1e} {'yes' if same and diff <= 1e-4 else 'NO'}")
+              f"{1000 * cpu:10.1f} {cpu_ratio} {diff:9.1e} {'yes' if same and diff <= 1e-4 else 'NO'}")
         if "init_seconds" in run:
             total = run["seconds"] + run["init_seconds"]
             print(f"{'  ray incl. ray.init':40} {run['rows']:6} {total:8.1f} {run['rows'] / total:8.1f} "
