@@ -9,6 +9,7 @@ ready). Any pipeline option can be given as `--option name=value` (value read as
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -73,12 +74,14 @@ def _inputs(task: str, texts, options, chat: bool = False):
     return ({"question": question, "context": context} for question in texts)
 
 
+# subcommands that are whole jobs rather than one pipeline call: name -> the room whose cli.main(argv) runs it
+JOBS = {"train": "training", "batch": "batch", "serve": "serving"}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:  # `leanformers train TASK ...`: fine-tuning has its own options (training/cli.py)
-        from .training.cli import main as train_main
-
-        return train_main(argv[1:])
+    if argv[:1] and argv[0] in JOBS:  # `leanformers train|batch|serve ...`: each job's own options, in its room
+        return importlib.import_module(f"{__package__}.{JOBS[argv[0]]}.cli").main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
