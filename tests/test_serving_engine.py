@@ -9,10 +9,16 @@ import threading
 import pytest
 import torch
 import transformers
+from test_serving_support import GPT2_VOCAB, tiny_bert, tiny_causal_lm
 
 import leanformers
-from leanformers.serving.engine import GenerationEngine, PipelineBatcher, QueueFull, SamplingParams, TextStream
-from test_serving_support import GPT2_VOCAB, tiny_bert, tiny_causal_lm
+from leanformers.serving.engine import (
+    GenerationEngine,
+    PipelineBatcher,
+    QueueFull,
+    SamplingParams,
+    TextStream,
+)
 
 transformers.logging.set_verbosity_error()
 logging.getLogger("leanformers").setLevel(logging.ERROR)
@@ -76,8 +82,8 @@ def test_greedy_rows_joining_mid_batch_equal_generate_alone(lm):
 def test_seeded_sampling_and_penalties_equal_generate_alone(lm):
     model, tokenizer = lm
     engine = GenerationEngine(model, tokenizer, max_batch_size=8)
-    settings = [dict(temperature=0.8, top_p=0.9, seed=3), dict(temperature=1.3, top_k=20, seed=4),
-                dict(temperature=0, repetition_penalty=1.5), dict(temperature=0.7, seed=5)]
+    settings = [{"temperature": 0.8, "top_p": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 20, "seed": 4},
+                {"temperature": 0, "repetition_penalty": 1.5}, {"temperature": 0.7, "seed": 5}]
     handles = [engine.submit(tokenizer(p)["input_ids"], SamplingParams(max_new_tokens=10, ignore_eos=True, **s))
                for p, s in zip(PROMPTS, settings)]
     results = run_all(engine, handles)

@@ -12,7 +12,6 @@ import time
 import httpx
 import torch
 import transformers
-
 from oracle import MODELS
 
 GPT2_VOCAB = MODELS / "gpt2_vocab"

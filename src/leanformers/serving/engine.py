@@ -693,14 +693,14 @@ class PipelineBatcher:
         try:
             results = self._call([item for job in live for item in job.items], live[0].parameters, live[0].single
                                  and len(live) == 1)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - it goes to the caller's future
             if len(live) == 1:
                 live[0].future.set_exception(err)
                 return
             for job in live:  # someone's input was bad: run each alone so only that request fails
                 try:
                     job.future.set_result(self._call(job.items, job.parameters, job.single))
-                except Exception as single_err:
+                except Exception as single_err:  # noqa: BLE001 - as above
                     job.future.set_exception(single_err)
             return
         if len(live) == 1 and live[0].single and not isinstance(results, list):
