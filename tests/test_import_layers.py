@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "leanformers"
 LAYER = {"hub": 0, "gguf": 1, "config": 1, "tokenization": 2, "modeling": 2, "loading": 3, "generation": 4,
-         "pipelines": 5, "cli": 6, "__init__": 7}
+         "pipelines": 5, "cli": 6, "serving": 6, "__init__": 7}
 
 
 def room(module: str) -> str:

@@ -72,6 +72,11 @@ def _inputs(task: str, texts, options, chat: bool = False):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # `leanformers serve ...`: the HTTP server (leanformers.serving)
+        from .serving.cli import main as serve_main
+
+        return serve_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
