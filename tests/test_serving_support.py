@@ -57,20 +57,6 @@ def tiny_bert(folder, head: str, seed: int = 0, **config) -> str:
     return str(folder)
 
 
-def tiny_bart(folder, seed: int = 0) -> str:
-    """A tiny random BART with the GPT-2 vocabulary (summarization / text2text)."""
-    torch.manual_seed(seed)
-    config = transformers.BartConfig(vocab_size=50265, d_model=32, encoder_layers=1, decoder_layers=1,
-                                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                     decoder_ffn_dim=64, max_position_embeddings=128, init_std=0.5)
-    transformers.BartForConditionalGeneration(config).eval().save_pretrained(folder)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(GPT2_VOCAB / name, folder / name)
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BartTokenizer",
-                                                              "model_max_length": 128}))
-    return str(folder)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,3 +89,23 @@ def running_server(app, timeout: float = 120.0):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def tiny_t5(folder, seed: int = 1) -> str:
+    """A tiny random T5 with a real SentencePiece model and task_specific_params (summarization, en->de)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(MODELS / "spm" / "botchan_en_unigram_1000.model", folder / "spiece.model")
+    (folder / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(seed)
+    params = {"summarization": {"prefix": "summarize: ", "max_length": 12, "min_length": 3, "num_beams": 2},
+              "translation_en_to_de": {"prefix": "translate English to German: ", "max_length": 10}}
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, initializer_factor=3.0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
+        task_specific_params=params))
+    model.eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer",
+                                                              "model_max_length": 64}))
+    return str(folder)

@@ -274,7 +274,8 @@ def build_router(state: State) -> APIRouter:
         engine = served.engine if served is not None else None
         queued = sum(b.queue_depth for _, _, b in served.pipelines.values()) if served is not None else 0
         gauges = {"queue_depth": ("Requests waiting for the model.", queued + (engine.queue_depth if engine else 0)),
-                  "running_batch_size": ("Rows in the running generation batch.", engine.running if engine else 0)}
+                  "running_batch_size": ("Rows in the running generation batch.", engine.running if engine else 0),
+                  "peak_batch_size": ("The most rows that decoded together.", engine.peak_rows if engine else 0)}
         return PlainTextResponse(state.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
     @v1.get("/models", summary="The served models")

@@ -353,6 +353,7 @@ class GenerationEngine:
         self._thread: threading.Thread | None = None
         self._stop = False
         self.steps = 0
+        self.peak_rows = 0  # the most rows that ever decoded together
 
     # ---- the caller's side
     def submit(self, prompt_ids: list[int], params: SamplingParams, loop=None) -> GenerationHandle:
@@ -480,6 +481,7 @@ class GenerationEngine:
                    None if params.timeout is None else handle.submitted + params.timeout)
         cache.rows += 1
         self.rows.append(row)
+        self.peak_rows = max(self.peak_rows, len(self.rows))
         self._emit([row], logits)
 
     def _decode(self):
@@ -690,9 +692,9 @@ class PipelineBatcher:
         live = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not live:
             return
+        single_call = len(live) == 1 and live[0].single
         try:
-            results = self._call([item for job in live for item in job.items], live[0].parameters, live[0].single
-                                 and len(live) == 1)
+            results = self._call([item for job in live for item in job.items], live[0].parameters, single_call)
         except Exception as err:  # noqa: BLE001 - it goes to the caller's future
             if len(live) == 1:
                 live[0].future.set_exception(err)
@@ -703,7 +705,7 @@ class PipelineBatcher:
                 except Exception as single_err:  # noqa: BLE001 - as above
                     job.future.set_exception(single_err)
             return
-        if len(live) == 1 and live[0].single and not isinstance(results, list):
+        if single_call:
             live[0].future.set_result(results)
             return
         offset = 0
