@@ -800,6 +800,8 @@ def serve(model=None, *, host: str = "127.0.0.1", port: int = 8000, log_level: s
         def handle_exit(self, sig, frame):
             state.draining = True
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal after shutting down (exit status -15); a finished drain exits 0 instead
+            self._captured_signals.clear()
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=int(state.settings.drain_timeout))
