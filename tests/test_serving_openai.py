@@ -4,12 +4,21 @@ similarities 0.755 / 0.689 / 0.009), models, tokenize, errors in OpenAI's shape,
 from __future__ import annotations
 
 import logging
+import os
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from test_serving_support import MINILM, SMOLLM2, SMOLLM2_GGUF, running_server
+from test_serving_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    MINILM,
+    SMOLLM2,
+    SMOLLM2_GGUF,
+    chromium_page,
+    running_server,
+)
 
 logging.getLogger("leanformers").setLevel(logging.ERROR)
 pytestmark = pytest.mark.skipif(not (SMOLLM2 / SMOLLM2_GGUF).exists() or not (MINILM / "tokenizer.json").exists(),
@@ -130,3 +139,34 @@ def test_tokenize_detokenize_health_metrics(server):
     assert 'leanformers_requests_total{route="/v1/chat/completions",status="200"}' in metrics
     assert "leanformers_time_to_first_token_seconds_bucket" in metrics
     assert "leanformers_running_batch_size 0" in metrics
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_playground_chat_streams_paris_in_chromium(server):
+    """Type the question into the playground in a real headless Chromium; the answer streams in."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with chromium_page() as page:
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(server)
+        page.fill("#api-key", "test-key")
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_selector("#tabs button[data-tab=chat].active")
+        assert "chat: smollm2" in page.inner_text("#served")
+        page.fill("#chat-input", "What is the capital of France?")
+        page.fill("#chat-max-tokens", "24")
+        page.click("#chat-send")
+        page.wait_for_function("document.querySelector('.message.assistant') && "
+                               "document.querySelector('.message.assistant').textContent.includes('Paris')",
+                               timeout=120_000)
+        page.wait_for_selector(".message.assistant:not(.streaming)", timeout=120_000)
+        assert page.inner_text(".message.assistant") == "The capital of France is Paris."
+        assert page.inner_text(".message.user") == "What is the capital of France?"
+        page.screenshot(path=str(ARTIFACTS / "playground_chat.png"), full_page=True)
+        page.click("#tabs button[data-tab=embeddings]")
+        page.click("#embed-run")
+        page.wait_for_selector("table.sim")
+        cells = page.locator("table.sim tr").nth(1).locator("td").all_inner_texts()
+        assert cells == ["1.000", "0.755", "0.689", "0.009"]
+        page.screenshot(path=str(ARTIFACTS / "playground_similarity.png"), full_page=True)
+        assert not errors, errors

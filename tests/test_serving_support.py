@@ -109,3 +109,23 @@ def tiny_t5(folder, seed: int = 1) -> str:
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer",
                                                               "model_max_length": 64}))
     return str(folder)
+
+
+ARTIFACTS = MODELS.parent / "test-artifacts" / "serving"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A page in Debian's headless Chromium driven by Playwright (no browser download); always closed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            yield page
+        finally:
+            browser.close()

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 
 import httpx
 import pytest
 import transformers
 from test_serving_support import (
+    ARTIFACTS,
+    CHROMIUM,
     GPT2_VOCAB,
     NER_LABELS,
+    chromium_page,
     running_server,
     tiny_bert,
     tiny_causal_lm,
@@ -231,3 +235,29 @@ def test_concurrent_mixed_requests_equal_their_solo_runs(server):
     assert "leanformers_running_batch_size 0" in metrics
     peak = int(next(line for line in metrics.splitlines() if line.startswith("leanformers_peak_batch_size ")).split()[1])
     assert peak >= 4  # requests really shared decoding steps
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_playground_task_forms_in_chromium(server):
+    """Each served task has a form; results show as highlighted entities, a marked answer, score bars."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with chromium_page() as page:
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.add_init_script("localStorage.setItem('leanformers-key', 'k')")
+        page.goto(server)
+        page.click("#tabs button[data-tab=tasks]")
+        for task in ("token-classification", "question-answering", "zero-shot-classification", "fill-mask",
+                     "text-classification", "summarization"):
+            page.click(f"#task-{task} button")
+        page.wait_for_selector("#task-token-classification .result .entity")
+        page.wait_for_selector("#task-question-answering .result mark")
+        page.wait_for_selector("#task-zero-shot-classification .result .bar")
+        page.wait_for_selector("#task-summarization .result pre.output")
+        assert page.locator("#task-fill-mask .result .bar").count() == 5
+        assert page.locator("#task-text-classification .result .bar").count() == 2
+        context = "Sarah lives in Paris, the capital of France."
+        assert page.inner_text("#task-question-answering mark") in context
+        assert not page.locator(".result .error").count()
+        page.screenshot(path=str(ARTIFACTS / "playground_tasks.png"), full_page=True)
+        assert not errors, errors
