@@ -64,7 +64,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < 1e-5  # vLLM's rule: a tinier temperature would only overflow the scores
 
     def processors(self, prompt_length: int, eos: torch.Tensor | None) -> list:
         """transformers' processors for these settings, then OpenAI's frequency / presence penalties."""
@@ -521,8 +521,7 @@ class GenerationEngine:
                 if params.greedy:
                     token = int(scores.max(dim=-1).indices)
                 else:
-                    probs = torch.softmax(scores, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=row.generator))
+                    token = _sample(scores, row.generator)
             row.tokens[0, row.length] = token
             row.length += 1
             reason = self._finish_reason(row, token, now)
@@ -564,6 +563,15 @@ class GenerationEngine:
         self.rows.pop()
         self.cache.rows -= 1
         self.cache.trim(max((row.length - 1 for row in self.rows), default=0))
+
+
+def _sample(scores: torch.Tensor, generator) -> int:
+    """torch.multinomial over softmax(scores) (generate()'s draw); scores that overflowed (a temperature near 0, say)
+    fall back to the best token instead of failing the whole batch."""
+    probs = torch.softmax(scores, dim=-1)
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+        return int(torch.nan_to_num(scores, nan=-torch.inf).max(dim=-1).indices)
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def _logprobs(raw: torch.Tensor, params: SamplingParams):
