@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,22 @@ def test_a_client_that_goes_away_frees_its_row(served):
         time.sleep(0.05)
     assert _metric(base, "leanformers_running_batch_size") == 0
     assert _metric(base, "leanformers_generated_tokens_total") - before < 4000
+
+
+def test_a_slow_reader_does_not_stall_the_others(served):
+    """A client that sends a streaming request and never reads: the other requests still complete."""
+    base, _ = served
+    host, port = base.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 1500, "temperature": 0, "stream": True,
+                       "ignore_eos": True, "logprobs": 5}).encode()
+    with socket.create_connection((host, int(port))) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        for prompt in ("one", "two", "three"):
+            reply = httpx.post(f"{base}/v1/completions", timeout=120, json={
+                "prompt": prompt, "max_tokens": 5, "temperature": 0, "ignore_eos": True})
+            assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 5
 
 
 def test_sigterm_drains_the_running_stream_and_refuses_new_requests(served):
