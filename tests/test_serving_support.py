@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 import torch
 import transformers
 from oracle import MODELS
@@ -129,3 +130,19 @@ def chromium_page():
             yield page
         finally:
             browser.close()
+
+
+def assert_same(got, expected, where="result"):
+    """Equal structure, strings and ints; floats within 1e-5 (a micro-batch pads, as pipelines' own batches do)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+    else:
+        assert got == expected, where

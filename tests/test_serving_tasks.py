@@ -17,6 +17,7 @@ from test_serving_support import (
     CHROMIUM,
     GPT2_VOCAB,
     NER_LABELS,
+    assert_same,
     chromium_page,
     running_server,
     tiny_bert,
@@ -94,22 +95,6 @@ def test_task_endpoint_equals_pipeline(server, folders, task, inputs, parameters
     pipe = leanformers.pipeline(task, model=folders[canonical])
     expected = json.loads(json.dumps(_plain(pipe(inputs, **parameters))))
     assert_same(response.json(), expected)
-
-
-def assert_same(got, expected, where="result"):
-    """Equal structure, strings and ints; floats within 1e-5 (a micro-batch pads, as pipelines' own batches do)."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and got.keys() == expected.keys(), where
-        for key in expected:
-            assert_same(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), where
-        for i, (a, b) in enumerate(zip(got, expected)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
-    else:
-        assert got == expected, where
 
 
 def _plain(value):

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import queue
 import threading
 import time
 
@@ -125,7 +126,7 @@ class GenerationHandle:
         self.cancelled = False
         self.submitted = time.monotonic()
         self.first_token_at: float | None = None
-        self._queue = _async_queue() if loop is not None else __import__("queue").SimpleQueue()
+        self._queue = _async_queue() if loop is not None else queue.SimpleQueue()
 
     def cancel(self):
         self.cancelled = True

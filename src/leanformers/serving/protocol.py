@@ -14,24 +14,29 @@ SEED_RANGE = {"ge": -(2 ** 63), "lt": 2 ** 64}
 
 
 class Strict(BaseModel):
+    """A request body that refuses unknown fields (400 naming them)."""
     model_config = ConfigDict(extra="forbid")
 
 
 class StreamOptions(Strict):
+    """stream_options: include_usage adds a last chunk with the token counts."""
     include_usage: bool = False
 
 
 class TextPart(Strict):
+    """One text part of a message's content list."""
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(Strict):
+    """One chat message; content is a string or a list of text parts."""
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
+        """The content as one string."""
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
@@ -70,6 +75,7 @@ class SamplingFields(Strict):
     _stop = field_validator("stop")(lambda cls, v: _check_stop(v))
 
     def stops(self) -> tuple[str, ...]:
+        """`stop` as a tuple of strings."""
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
 
