@@ -322,3 +322,34 @@ def test_head_of_another_size_needs_ignore_mismatched_sizes(tmp_path):
     assert sorted(ours.loading_info["mismatched_keys"]) == ["head.out.bias", "head.out.weight"]
     assert torch.equal(ours.model.embeddings.word.weight, theirs.bert.embeddings.word_embeddings.weight)
     assert float(ours.head.out.bias.abs().sum()) == 0.0 and ours.head.out.weight.std() > 0
+
+
+# ---------------------------------------------------------------- config classes
+# keys transformers derives at construction (not defaults a config.json would carry)
+_DERIVED = {"head_dim", "num_key_value_heads", "layer_types", "sliding_window", "id2label", "label2id",
+            "tie_projs", "dense_act_fn", "is_gated_act", "max_window_layers", "use_sliding_window"}
+
+
+@pytest.mark.parametrize("name", sorted(set(leanformers.config.CONFIG_CLASSES) - {"EncoderDecoderConfig"}))
+def test_config_classes_have_transformers_defaults(name):
+    """`BertConfig()` etc.: every default transformers' class sets (sizes, dropout, init, token ids) is ours."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = getattr(transformers, name)()
+    base = transformers.PretrainedConfig().to_dict()
+    expected = {k: v for k, v in theirs.to_dict().items()
+                if (k not in base or base[k] != v) and k not in _DERIVED and k != "transformers_version"}
+    ours = getattr(leanformers, name)()
+    assert type(ours).__name__ == name and ours.model_type == theirs.model_type
+    wrong = {k: (getattr(ours, k, "missing"), v) for k, v in expected.items() if getattr(ours, k, "missing") != v}
+    assert not wrong, wrong
+    assert ours.num_labels == theirs.num_labels
+
+
+def test_config_class_with_labels_builds_a_model():
+    config = leanformers.DistilBertConfig(n_layers=1, dim=32, hidden_dim=37, n_heads=2, num_labels=4)
+    model = leanformers.DistilBertForSequenceClassification(config)
+    assert model.head.out.out_features == 4 and model.config is config
+    assert model.head.dropout == 0.2 and model.model.embeddings.dropout == 0.1  # seq_classif_dropout, dropout

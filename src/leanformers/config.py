@@ -194,10 +194,18 @@ TRAINING_DEFAULTS: dict[str, dict] = {
     "llama": {"vocab_size": 32000, "max_position_embeddings": 2048, "hidden_size": 4096, "intermediate_size": 11008,
               "num_hidden_layers": 32, "num_attention_heads": 32, "pretraining_tp": 1, "bos_token_id": 1,
               "eos_token_id": 2, **_LLAMA_TRAINING},
-    "mistral": _LLAMA_TRAINING, "qwen2": _LLAMA_TRAINING,
-    "transfo-xl": {"dropout": 0.1, "dropatt": 0.0, "init": "normal", "init_range": 0.01, "proj_init_std": 0.01,
-                   "init_std": 0.02, "adaptive": True},
-    "bart": {**_SEQ2SEQ_TRAINING, "classifier_dropout": 0.0, "num_hidden_layers": 12},
+    "mistral": {"vocab_size": 32000, "max_position_embeddings": 131072, "hidden_size": 4096,
+                "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "bos_token_id": 1, "eos_token_id": 2, **_LLAMA_TRAINING},
+    "qwen2": {"vocab_size": 151936, "max_position_embeddings": 32768, "hidden_size": 4096, "intermediate_size": 22016,
+              "num_hidden_layers": 32, "num_attention_heads": 32, "use_sliding_window": False,
+              "max_window_layers": 28, **_LLAMA_TRAINING},
+    "transfo-xl": {"vocab_size": 267735, "cutoffs": [20000, 40000, 200000], "d_model": 1024, "d_embed": 1024,
+                   "d_head": 64, "d_inner": 4096, "div_val": 4, "pre_lnorm": False, "n_layer": 18, "n_head": 16,
+                   "mem_len": 1600, "same_length": True, "attn_type": 0, "clamp_len": 1000, "sample_softmax": -1,
+                   "untie_r": True, "layer_norm_epsilon": 1e-5, "eos_token_id": 0, "dropout": 0.1, "dropatt": 0.0,
+                   "init": "normal", "init_range": 0.01, "proj_init_std": 0.01, "init_std": 0.02, "adaptive": True},
+    "bart": {**_SEQ2SEQ_TRAINING, "classifier_dropout": 0.0, "num_hidden_layers": 12, "num_labels": 3},
     "mbart": {**_SEQ2SEQ_TRAINING, "classifier_dropout": 0.0, "num_hidden_layers": 12},
     "marian": {**_SEQ2SEQ_TRAINING, "num_hidden_layers": 12},
     "pegasus": {**_SEQ2SEQ_TRAINING, "num_hidden_layers": 12},
@@ -226,6 +234,8 @@ class Config:
         d.update(DEFAULTS.get(model_type, {}))
         d.update(kwargs)
         num_labels = d.pop("num_labels", None)
+        if "num_labels" not in kwargs and kwargs.get("id2label"):  # a class default must not replace given labels
+            num_labels = None
         self.__dict__["_attribute_map"] = ATTRIBUTE_MAPS.get(model_type, {})
         self.__dict__.update(d)
         self._normalise_labels(num_labels)

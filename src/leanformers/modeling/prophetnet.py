@@ -23,7 +23,7 @@ from torch import nn
 from .attention import Attention, attention_bias
 from .cache import KVCache
 from .heads import LMHead
-from .layers import MLP, Embeddings, norm
+from .layers import MLP, Embeddings, dropout, norm
 from .outputs import ModelOutput
 from .seq2seq import EncoderDecoder, Seq2SeqModel, side_config
 
@@ -64,9 +64,10 @@ def _predict_relative(table: torch.Tensor, buckets: torch.Tensor, heads: int) ->
 class NgramSelfAttention(nn.Module):
     """Self-attention of the main stream and the predict streams with their relative position biases."""
 
-    def __init__(self, hidden: int, heads: int, ngram: int, num_buckets: int):
+    def __init__(self, hidden: int, heads: int, ngram: int, num_buckets: int, dropout: float = 0.0):
         super().__init__()
         self.heads, self.ngram, self.num_buckets = heads, ngram, num_buckets
+        self.dropout = dropout  # on the attention probabilities, in train() mode
         self.head_dim = hidden // heads
         self.q, self.k, self.v, self.o = (nn.Linear(hidden, hidden) for _ in range(4))
         self.relative = nn.Linear(hidden, num_buckets * heads)
@@ -100,31 +101,35 @@ class NgramSelfAttention(nn.Module):
         out = torch.cat([main_out[:, None], predict_out], dim=1)  # (B, 1+n, H, T, D)
         return self.o(out.transpose(2, 3).reshape(batch, -1, heads * dim))
 
-    @staticmethod
-    def _attend(q, k, v, bias, mask):
+    def _attend(self, q, k, v, bias, mask):
         scores = q @ k.transpose(-1, -2) + bias
         if mask is not None:
             scores = scores + mask
-        return F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores) @ v
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+        return dropout(probs, self.dropout, self.training) @ v
 
 
 class NgramDecoderLayer(nn.Module):
     def __init__(self, config, ngram: int):
         super().__init__()
         hidden, heads, eps = config.hidden_size, config.num_attention_heads, config.layer_norm_eps
-        self.attention = NgramSelfAttention(hidden, heads, ngram, config.num_buckets)
+        attention_dropout = config.get("attention_dropout", 0.0)
+        self.attention = NgramSelfAttention(hidden, heads, ngram, config.num_buckets, attention_dropout)
         self.attention_norm = norm("layer", hidden, eps)
-        self.cross_attention = Attention(hidden, heads, kv_hidden=hidden)
+        self.cross_attention = Attention(hidden, heads, kv_hidden=hidden, dropout=attention_dropout)
         self.cross_attention_norm = norm("layer", hidden, eps)
-        self.mlp = MLP(hidden, config.intermediate_size, config.hidden_act)
+        self.mlp = MLP(hidden, config.intermediate_size, config.hidden_act,
+                       dropout=config.get("activation_dropout", 0.0))
         self.mlp_norm = norm("layer", hidden, eps)
+        self.dropout = config.get("dropout", 0.0)  # on each sublayer's output, in train() mode
 
     def forward(self, x, length, masks, buckets, encoder_states, cross_bias, cache, layer_idx):
-        x = self.attention_norm(x + self.attention(x, length, masks, buckets, cache, layer_idx))
+        out = self.attention(x, length, masks, buckets, cache, layer_idx)
+        x = self.attention_norm(x + dropout(out, self.dropout, self.training))
         if encoder_states is not None:
             out, _ = self.cross_attention(x, cross_bias, cache=cache, layer_idx=layer_idx, kv_states=encoder_states)
-            x = self.cross_attention_norm(x + out)
-        return self.mlp_norm(x + self.mlp(x))
+            x = self.cross_attention_norm(x + dropout(out, self.dropout, self.training))
+        return self.mlp_norm(x + dropout(self.mlp(x), self.dropout, self.training))
 
 
 class NgramDecoder(nn.Module):

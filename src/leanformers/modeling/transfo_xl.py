@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .heads import compute_loss
-from .layers import MLP, norm
+from .layers import MLP, dropout, norm
 from .model import PreTrainedModel
 from .outputs import ModelOutput
 
@@ -133,6 +133,7 @@ class RelativeAttention(nn.Module):
         self.r_w_bias = nn.Parameter(torch.empty(self.num_heads, self.head_dim)) if own_biases else None
         self.r_r_bias = nn.Parameter(torch.empty(self.num_heads, self.head_dim)) if own_biases else None
         self.scale = self.head_dim ** -0.5
+        self.dropout = config.get("dropatt", 0.0)  # on the attention probabilities, in train() mode
 
     def forward(self, context, query_length, positions, blocked, shared_biases=None, head_mask=None):
         """context (B, K, d_model) = [memory; segment], positions (K, d_model), blocked (T, K)
@@ -148,7 +149,8 @@ class RelativeAttention(nn.Module):
         probs = scores.softmax(dim=-1)
         if head_mask is not None:  # (H,) 1 keeps a head, 0 silences it
             probs = probs * head_mask[None, :, None, None]
-        out = torch.einsum("bhij,bjhd->bihd", probs, v).reshape(batch, query_length, -1)
+        out = torch.einsum("bhij,bjhd->bihd", dropout(probs, self.dropout, self.training), v)
+        out = out.reshape(batch, query_length, -1)
         return self.o(out), probs
 
 
@@ -161,7 +163,8 @@ class RelativeBlock(nn.Module):
         self.pre_norm = bool(setting(config, "pre_lnorm"))
         self.attention = RelativeAttention(config, own_biases)
         self.attention_norm = norm("layer", hidden, eps)
-        self.mlp = MLP(hidden, config.d_inner, "relu")
+        self.dropout = config.get("dropout", 0.0)  # after the activation and after each sublayer, in train() mode
+        self.mlp = MLP(hidden, config.d_inner, "relu", dropout=self.dropout)
         self.mlp_norm = norm("layer", hidden, eps)
 
     def forward(self, x, memory, positions, blocked, shared_biases=None, head_mask=None):
@@ -170,11 +173,14 @@ class RelativeBlock(nn.Module):
         attend = dict(shared_biases=shared_biases, head_mask=head_mask)
         if self.pre_norm:
             out, probs = self.attention(self.attention_norm(context), x.shape[1], positions, blocked, **attend)
-            x = x + out
-            return x + self.mlp(self.mlp_norm(x)), probs
+            x = x + self.drop(out)
+            return x + self.drop(self.mlp(self.mlp_norm(x))), probs
         out, probs = self.attention(context, x.shape[1], positions, blocked, **attend)
-        x = self.attention_norm(x + out)
-        return self.mlp_norm(x + self.mlp(x)), probs
+        x = self.attention_norm(x + self.drop(out))
+        return self.mlp_norm(x + self.drop(self.mlp(x))), probs
+
+    def drop(self, out):
+        return dropout(out, self.dropout, self.training)
 
 
 class TransfoXLStack(nn.Module):
@@ -194,6 +200,7 @@ class TransfoXLStack(nn.Module):
         self.layers = nn.ModuleList(RelativeBlock(config, own_biases=untie) for _ in range(config.n_layer))
         self.mem_len, self.clamp_len = setting(config, "mem_len"), setting(config, "clamp_len")
         self.same_length = bool(setting(config, "same_length"))
+        self.dropout = config.get("dropout", 0.0)  # embeddings, positions and the last layer's output (train())
 
     def init_mems(self, batch_size: int):
         """Empty memory as transformers starts it: mem_len zero vectors per layer (they are attended to)."""
@@ -207,10 +214,12 @@ class TransfoXLStack(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         x = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, d_model)
+        x = dropout(x, self.dropout, self.training)
         mems = self.init_mems(x.shape[0]) if mems is None else self._check_mems(mems, x)
         memory_length = mems[0].shape[0] if mems is not None else 0
         key_length = memory_length + x.shape[1]
         positions = relative_positions(key_length, self.config.d_model, self.clamp_len, x.dtype, x.device)
+        positions = dropout(positions, self.dropout, self.training)
         blocked = blocked_keys(x.shape[1], memory_length, self.mem_len, self.same_length, x.device)
         shared = None if self.r_w_bias is None else (self.r_w_bias, self.r_r_bias)
         head_mask = self._head_mask(head_mask, x.dtype)
@@ -220,6 +229,7 @@ class TransfoXLStack(nn.Module):
             memory = None if mems is None else mems[i].transpose(0, 1)  # (M, B, d) -> (B, M, d)
             x, probs = layer(x, memory, positions, blocked, shared, head_mask[i])
             attentions.append(probs)
+        x = dropout(x, self.dropout, self.training)
         return ModelOutput(
             last_hidden_state=x,
             mems=self._update_mems(inputs, mems),
