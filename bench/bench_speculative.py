@@ -3,13 +3,14 @@
 Model: the real SmolLM2-135M-Instruct (GPT-2 size: 135M parameters; the GGUF's Q4_1 weights dequantized to fp32).
 Random GPT-2 weights would not copy text from their prompt, so prompt lookup would propose nothing they accept;
 a real instruction-tuned model does. Ours loads the GGUF; transformers' LlamaForCausalLM holds the same weights.
-Prompts (chat template, a Botchan passage of ~120 words given in the message):
+Prompts (chat template, a Botchan passage of ~120 words given in the message; for quote and edit the answer is
+begun with the passage's first 8 words, edited for edit):
   quote      "Repeat the following passage word for word"
   edit       "Rewrite the passage replacing the name ... with ..."
   summarise  "Summarise the passage in a few sentences, quoting it where you can"
 Each case: plain greedy and greedy with prompt_lookup_num_tokens=K (max_matching_ngram_size 2), for both
-libraries, each library in a fresh process, up to --new-tokens tokens (eos may stop earlier: the same tokens for all
-four runs, checked). tokens/s = new tokens / best wall time of one generate() call (prompt pass included);
+libraries, up to --new-tokens tokens (eos may stop earlier: the same tokens for all
+four runs, checked); both libraries run in this process, one after the other. tokens/s = new tokens / best wall time of one generate() call (prompt pass included);
 "cpu" ratios use process CPU time (steadier while other jobs load the machine). transformers 4.57.6's lookup can run
 past max_new_tokens (it does not cap its drafts at max_length): its extra tokens count in its favour.
 
@@ -20,7 +21,7 @@ import logging
 import warnings
 
 import torch
-from common import MODELS, in_fresh_process, load_note, measure, paragraphs
+from common import MODELS, load_note, measure, paragraphs
 
 SMOLLM2 = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = {
@@ -38,8 +39,14 @@ def chat_prompts(words: int) -> dict:
     checkpoint = load_gguf(SMOLLM2, with_tensors=False)
     tokenizer = Tokenizer(checkpoint.tokenizer_object, **checkpoint.tokenizer_config)
     text = paragraphs(1, words, seed=4)[0]
+    start = " ".join(text.split()[:8])
+    # the answer is begun for the model (as a chat UI's "continue" does): a 135M model does not follow "repeat
+    # this" from the instruction alone, but once its answer starts like the passage it continues copying
+    answer_starts = {"quote": start, "edit": start.replace("I ", "the teacher "), "summarise": ""}
     return {name: tokenizer.apply_chat_template([{"role": "user", "content": template.format(text=text)}],
-                                                add_generation_prompt=True) for name, template in PROMPTS.items()}
+                                                add_generation_prompt=True)
+            + tokenizer.encode(answer_starts[name], add_special_tokens=False)
+            for name, template in PROMPTS.items()}
 
 
 def load_model(library: str):
@@ -89,14 +96,16 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=None, help="default 128 (32 with --quick)")
     parser.add_argument("--k", type=int, default=10, help="prompt_lookup_num_tokens (default 10)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--prompts", nargs="+", default=list(PROMPTS), choices=list(PROMPTS))
     args = parser.parse_args()
     new_tokens = args.new_tokens or (32 if args.quick else 128)
     import transformers
 
-    prompts = chat_prompts(60 if args.quick else 120)
+    prompts = {name: ids for name, ids in chat_prompts(60 if args.quick else 120).items() if name in args.prompts}
     print(f"torch {torch.__version__}, threads {args.threads}, transformers {transformers.__version__}, SmolLM2-135M "
           f"fp32, up to {new_tokens} new tokens, prompt_lookup_num_tokens={args.k}, {load_note()}")
-    theirs, ours = (in_fresh_process(run_library, library, prompts, new_tokens, args.k, args.repeats, args.threads)
+    # one library after the other in this process (the model of the first is freed before the second loads)
+    theirs, ours = (run_library(library, prompts, new_tokens, args.k, args.repeats, args.threads)
                     for library in ("transformers", "leanformers"))
     print(f"{'prompt':10} {'tokens':>6} | {'hf plain':>8} {'hf look':>8} {'ours plain':>10} {'ours look':>9} tok/s | "
           f"{'vs hf look':>10} {'cpu':>5} | {'vs own plain':>12} {'hf own':>6} | identical")
