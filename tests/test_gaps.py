@@ -4,12 +4,12 @@ GPT-2 / OpenAI GPT / CTRL token_type_ids, T5EncoderModel / MT5EncoderModel, BART
 import logging
 
 import pytest
+import test_decoders
 import torch
 import transformers
+from oracle import assert_close, save_tiny
 
 import leanformers
-import test_decoders
-from oracle import assert_close, save_tiny
 
 transformers.logging.set_verbosity_error()
 logging.getLogger("leanformers").setLevel(logging.ERROR)
@@ -130,3 +130,24 @@ def test_decoder_alone_generates_as_transformers(case, causal):
         assert torch.equal(ours.generate(ids, max_new_tokens=8, min_new_tokens=8, **settings), expected)
     expected = theirs.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
     assert torch.equal(ours.generate(ids, max_new_tokens=8, min_new_tokens=8, prompt_lookup_num_tokens=3), expected)
+
+
+def test_transfo_xl_attention_mask_as_transformers(tmp_path, monkeypatch):
+    """transformers 4.57.6's Transformer-XL takes no attention_mask: its forward refuses the argument (TypeError),
+    so padding is attended like any token (and its LM cannot generate() at all). Ours takes a mask that masks
+    nothing (generate() passes one) and refuses padding with a clear error instead of that silent wrong answer."""
+    import test_transfo_xl
+
+    test_transfo_xl.oracle_type_as.__wrapped__(monkeypatch)  # the oracle's type_as(dtype=...) on this torch
+    theirs = test_transfo_xl._oracle("TransfoXLLMHeadModel", "div2")
+    ours = leanformers.TransfoXLLMHeadModel.from_pretrained(test_transfo_xl._save(theirs, tmp_path / "txl"))
+    ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 7, 8, 9]])
+    padded = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    with pytest.raises(TypeError, match="attention_mask"):
+        theirs(ids, attention_mask=padded)
+    with torch.no_grad():
+        assert_close(theirs(ids), ours(ids, attention_mask=torch.ones_like(ids)), keys=["prediction_scores"])
+    with pytest.raises(ValueError, match="padding"):
+        ours(ids, attention_mask=padded)
+    with pytest.raises(ValueError, match="padding"):
+        ours.generate(ids, attention_mask=padded, max_new_tokens=4, do_sample=False, pad_token_id=0)

@@ -167,10 +167,29 @@ def test_clear_errors(checkpoint):
         _run(ours, ids, mask, torch.randint(3, VOCAB, (1, 70)))
     with pytest.raises(ValueError, match="max_position_embeddings"):
         _run(ours, torch.randint(3, VOCAB, (1, 70)), None, decoder_ids[:1])
-    with pytest.raises(NotImplementedError, match="output_attentions"):
-        _run(ours, ids, mask, decoder_ids, output_attentions=True)
     with pytest.raises(ValueError, match="decoder_input_ids"):
         _run(ours, ids, mask, None)
     step = _run(ours, ids, mask, decoder_ids[:, :2], use_cache=True)
     with pytest.raises(ValueError, match="one token at a time"):
         _run(ours, ids, mask, decoder_ids[:, 2:4], past_key_values=step.past_key_values, use_cache=True)
+
+
+@pytest.mark.parametrize("case, head", [("ngram2", "lm"), ("ngram3-untied", "lm"), ("ngram2", "base")])
+def test_output_attentions(case, head, checkpoint):
+    """transformers' attentions: decoder main / n-gram stream probabilities, cross-attention and encoder scores
+    before the softmax (masked), every layer, padded inputs."""
+    theirs, folder = checkpoint(case, head)
+    ours = getattr(leanformers, HEADS[head]).from_pretrained(folder)
+    ids, mask, decoder_ids, decoder_mask = _inputs()
+    expected = _run(theirs, ids, mask, decoder_ids, decoder_mask, output_attentions=True, output_hidden_states=True)
+    got = _run(ours, ids, mask, decoder_ids, decoder_mask, output_attentions=True, output_hidden_states=True)
+    for key in ("decoder_attentions", "decoder_ngram_attentions", "cross_attentions", "encoder_attentions"):
+        assert len(expected[key]) == len(got[key]), key
+        for a, b in zip(expected[key], got[key]):
+            assert a.shape == b.shape, f"{key}: {tuple(a.shape)} vs {tuple(b.shape)}"
+            real = a > torch.finfo(a.dtype).min / 2  # masked scores: both near the dtype's minimum
+            assert torch.equal(real, b > torch.finfo(b.dtype).min / 2), key
+            assert max_diff(a[real], b[real]) <= 1e-4, key
+    assert_close(expected, got, keys=["logits" if head == "lm" else "last_hidden_state"])
+    names = [k for k in expected.keys() if expected[k] is not None]
+    assert [k for k in got.keys() if got[k] is not None and k in names] == names  # transformers' field order

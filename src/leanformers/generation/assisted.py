@@ -267,6 +267,7 @@ def decode(model, assistant_model, input_ids, gc, processors, is_done, streamer,
            encoder_input_ids=None, eos=None):
     """Assisted greedy search or sampling of one sequence; returns (sequences (1, T'), the model's cache)."""
     model_kwargs = model_kwargs or {}
+    _pack_for_verification(model)
     verifier = _Verifier(model, attention_mask, True, encoder_outputs, decoder_attention_mask, model_kwargs)
     if assistant_model is not None:
         drafter = AssistantDrafter(assistant_model, gc, processors, is_done, generator, attention_mask,
@@ -305,6 +306,16 @@ def decode(model, assistant_model, input_ids, gc, processors, is_done, streamer,
             if hasattr(drafter, "finish"):
                 drafter.finish()
             return input_ids, verifier.cache
+
+
+def _pack_for_verification(model):
+    """A verification pass multiplies 1 + k rows by every weight: our models then use weights packed once
+    (modeling/packed.py), as generate() does for batched decoding; single-row passes keep F.linear."""
+    from ..modeling import packed
+    from ..modeling.model import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel) and packed.available():
+        packed.enable(model)
 
 
 def _until_done(input_ids, new_tokens, is_done):

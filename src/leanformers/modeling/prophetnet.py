@@ -77,7 +77,8 @@ class NgramSelfAttention(nn.Module):
 
     def forward(self, x, length: int, masks, buckets, cache=None, layer_idx=0):
         """x (B, (1+n)*T, hidden), main stream first; masks (main (B,1,T,S), predict (B,n,1,T,S+T)) or Nones;
-        buckets (main (T, S), predict (T, S+T)) -> (B, (1+n)*T, hidden)."""
+        buckets (main (T, S), predict (T, S+T)) -> (B, (1+n)*T, hidden), main probs (B, H, T, S), predict probs
+        (B, n, H, T, S+T)."""
         batch, n, heads, dim = x.shape[0], self.ngram, self.heads, self.head_dim
         q = self._split(self.q(x)) / dim ** 0.5
         k, v = self._split(self.k(x)), self._split(self.v(x))
@@ -88,7 +89,7 @@ class NgramSelfAttention(nn.Module):
 
         main_table = table[:, :length].permute(0, 3, 1, 2)  # (B, H, T, buckets)
         main_bias = main_table.gather(-1, buckets[0].expand(batch, heads, *buckets[0].shape))
-        main_out = self._attend(q[:, :, :length], main_k, main_v, main_bias, masks[0])  # (B, H, T, D)
+        main_out, main_probs = self._attend(q[:, :, :length], main_k, main_v, main_bias, masks[0])  # (B, H, T, D)
 
         def streams(t):  # (B, H, n*T, D) -> (B, n, H, T, D)
             return t[:, :, length:].reshape(batch, heads, n, length, dim).transpose(1, 2)
@@ -97,16 +98,16 @@ class NgramSelfAttention(nn.Module):
         values = torch.cat([main_v[:, None].expand(-1, n, -1, -1, -1), streams(v)], dim=3)
         predict_bias = _predict_relative(table[:, length:].reshape(batch, n, length, self.num_buckets, heads),
                                          buckets[1], heads)
-        predict_out = self._attend(streams(q), keys, values, predict_bias, masks[1])  # (B, n, H, T, D)
+        predict_out, predict_probs = self._attend(streams(q), keys, values, predict_bias, masks[1])  # (B,n,H,T,D)
         out = torch.cat([main_out[:, None], predict_out], dim=1)  # (B, 1+n, H, T, D)
-        return self.o(out.transpose(2, 3).reshape(batch, -1, heads * dim))
+        return self.o(out.transpose(2, 3).reshape(batch, -1, heads * dim)), main_probs, predict_probs
 
     def _attend(self, q, k, v, bias, mask):
         scores = q @ k.transpose(-1, -2) + bias
         if mask is not None:
             scores = scores + mask
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-        return dropout(probs, self.dropout, self.training) @ v
+        return dropout(probs, self.dropout, self.training) @ v, probs
 
 
 class NgramDecoderLayer(nn.Module):
@@ -123,13 +124,28 @@ class NgramDecoderLayer(nn.Module):
         self.mlp_norm = norm("layer", hidden, eps)
         self.dropout = config.get("dropout", 0.0)  # on each sublayer's output, in train() mode
 
-    def forward(self, x, length, masks, buckets, encoder_states, cross_bias, cache, layer_idx):
-        out = self.attention(x, length, masks, buckets, cache, layer_idx)
+    def forward(self, x, length, masks, buckets, encoder_states, cross_bias, cache, layer_idx,
+                output_attentions=False):
+        """-> (x, (main probs, predict probs, cross-attention scores) when output_attentions, else None)."""
+        out, main_probs, predict_probs = self.attention(x, length, masks, buckets, cache, layer_idx)
         x = self.attention_norm(x + dropout(out, self.dropout, self.training))
+        cross_scores = None
         if encoder_states is not None:
+            if output_attentions:
+                cross_scores = attention_scores(self.cross_attention, x, encoder_states, cross_bias)
             out, _ = self.cross_attention(x, cross_bias, cache=cache, layer_idx=layer_idx, kv_states=encoder_states)
             x = self.cross_attention_norm(x + dropout(out, self.dropout, self.training))
-        return self.mlp_norm(x + dropout(self.mlp(x), self.dropout, self.training))
+        out = self.mlp_norm(x + dropout(self.mlp(x), self.dropout, self.training))
+        return out, (main_probs, predict_probs, cross_scores) if output_attentions else None
+
+
+def attention_scores(attention: Attention, x, kv_states, bias):
+    """What transformers' ProphetNetAttention returns as its attentions: the scores before the softmax, with the
+    padding mask added, (B, H, Tq, S); recomputed from the inputs, for output_attentions only."""
+    q = attention._heads(attention.q(x), attention.num_heads) * attention.scale
+    k = attention._heads(attention.k(kv_states), attention.num_kv_heads)
+    scores = q @ k.transpose(-1, -2)
+    return scores if bias is None else scores + bias
 
 
 class NgramDecoder(nn.Module):
@@ -184,9 +200,6 @@ class NgramDecoder(nn.Module):
                 output_hidden_states=False, **unused):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of decoder_input_ids or decoder_inputs_embeds")
-        if output_attentions:
-            raise NotImplementedError("output_attentions is not supported for ProphetNet (transformers returns its "
-                                      "cross- and encoder attention scores before the softmax)")
         if use_cache is None:
             use_cache = self.config.get("use_cache", True)
         if use_cache and past_key_values is None:
@@ -204,17 +217,23 @@ class NgramDecoder(nn.Module):
         if encoder_hidden_states is not None:
             cross_bias = attention_bias(encoder_attention_mask, x.shape[1], encoder_hidden_states.shape[1], False,
                                         x.dtype)
-        states = []
+        states, attentions = [], []
         for index, layer in enumerate(self.layers):
             states.append(x)
-            x = layer(x, length, masks, buckets, encoder_hidden_states, cross_bias, cache, index)
+            x, probs = layer(x, length, masks, buckets, encoder_hidden_states, cross_bias, cache, index,
+                             output_attentions)
+            attentions.append(probs)
         states.append(x)
+        shown = output_attentions  # transformers' names: main stream, predict streams, cross-attention (scores)
         return ModelOutput(
             last_hidden_state=x[:, :length],
             last_hidden_state_ngram=x[:, length:],
             past_key_values=cache if use_cache else None,
             hidden_states=tuple(s[:, :length] for s in states) if output_hidden_states else None,
             hidden_states_ngram=tuple(s[:, length:] for s in states) if output_hidden_states else None,
+            attentions=tuple(a[0] for a in attentions) if shown else None,
+            ngram_attentions=tuple(a[1] for a in attentions) if shown else None,
+            cross_attentions=tuple(a[2] for a in attentions) if shown and encoder_hidden_states is not None else None,
         )
 
 
@@ -224,6 +243,23 @@ class ProphetNetStack(EncoderDecoder):
     def build_decoder(self, decoder_side, embeddings) -> nn.Module:
         return NgramDecoder(*decoder_side, embeddings)
 
+    def forward(self, input_ids=None, attention_mask=None, encoder_outputs=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False, **kwargs):
+        """As EncoderDecoder; with output_attentions the encoder's attentions are its scores before the softmax
+        (masked), as transformers' ProphetNetAttention returns them, recomputed from each layer's input."""
+        if output_attentions and encoder_outputs is None:
+            encoded = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                   use_cache=False, output_hidden_states=True)
+            length = encoded.last_hidden_state.shape[1]
+            bias = attention_bias(attention_mask, length, length, False, encoded.last_hidden_state.dtype)
+            scores = tuple(attention_scores(layer.attention, h, h, bias)
+                           for layer, h in zip(self.encoder.layers, encoded.hidden_states))
+            encoder_outputs = ModelOutput(last_hidden_state=encoded.last_hidden_state, attentions=scores,
+                                          hidden_states=encoded.hidden_states if output_hidden_states else None)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, encoder_outputs=encoder_outputs,
+                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                               output_hidden_states=output_hidden_states, **kwargs)
+
     @staticmethod
     def outputs(decoder, encoder_outputs) -> ModelOutput:
         return ModelOutput(
@@ -232,8 +268,12 @@ class ProphetNetStack(EncoderDecoder):
             past_key_values=decoder.past_key_values,
             decoder_hidden_states=decoder.hidden_states,
             decoder_ngram_hidden_states=decoder.hidden_states_ngram,
+            decoder_attentions=decoder.attentions,
+            decoder_ngram_attentions=decoder.ngram_attentions,
+            cross_attentions=decoder.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.get("attentions"),
         )
 
 
@@ -251,6 +291,9 @@ class NgramLMHead(LMHead):
 
 
 class ProphetNetFamily(Seq2SeqModel):
+    output_order = ("past_key_values", "decoder_hidden_states", "decoder_ngram_hidden_states", "decoder_attentions",
+                    "decoder_ngram_attentions", "cross_attentions", "encoder_last_hidden_state",
+                    "encoder_hidden_states", "encoder_attentions")  # ProphetNetSeq2SeqLMOutput's fields
     def side(self, config, side: str) -> tuple:
         # positions count from pad_token_id + 1 (ProphetNetPositionalEmbeddings); the table has
         # max_position_embeddings rows in all, so the usable length is that much shorter

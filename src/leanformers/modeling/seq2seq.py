@@ -118,6 +118,7 @@ class Seq2SeqModel(PreTrainedModel):
                                             # cross-attention (attention.Attention) takes B encoder rows for B*k
                                             # decoder rows (ProphetNet's n-gram decoder too: same cross-attention)
     task_mixins = TASK_MIXINS               # T5EncoderModel, BartForCausalLM, ...: one half alone
+    output_order = _OUTPUT_ORDER            # the base model's outputs a head model returns after its own
 
     def __init__(self, config: Config):
         super().__init__(config)
@@ -210,7 +211,7 @@ class Seq2SeqModel(PreTrainedModel):
             loss = compute_loss(self.task, self.config, result, labels)
         elif self.task == "question_answering" and start_positions is not None:
             loss = compute_loss(self.task, self.config, result, (start_positions, end_positions))
-        out = ModelOutput(loss=loss, **result, **{k: outputs.get(k) for k in _OUTPUT_ORDER})
+        out = ModelOutput(loss=loss, **result, **{k: outputs.get(k) for k in self.output_order})
         return out if return_dict else out.to_tuple()
 
     def _head(self, outputs, input_ids, attention_mask) -> dict:
