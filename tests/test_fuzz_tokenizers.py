@@ -24,7 +24,7 @@ SMOLLM2 = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 pytestmark = pytest.mark.skipif(not (MODELS / "minilm" / "vocab.txt").exists(),
                                 reason="run scripts/fetch_models.sh first")
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
 # ---------------------------------------------------------------- hostile text

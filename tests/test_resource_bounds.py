@@ -91,7 +91,8 @@ def test_device_on_cpu_only_torch(folders):
                                         ("AutoModelForSequenceClassification", "cls"),
                                         ("AutoModelForMaskedLM", "mlm")])
 @pytest.mark.parametrize("kwargs", [{"bogus_kwarg": 1}, {"output_attentions": True}, {"hidden_dropout_prob": 0.0},
-                                    {"dim": 32}, {"num_labels": 5, "ignore_mismatched_sizes": True}, {"problem_type": "multi_label_classification"},
+                                    {"dim": 32}, {"num_labels": 5, "ignore_mismatched_sizes": True},
+                                    {"problem_type": "multi_label_classification"},
                                     {"low_cpu_mem_usage": True, "use_safetensors": True}, {"classifier_dropout": 0.2}])
 def test_from_pretrained_keywords_as_transformers(folders, auto, model, kwargs):
     """Unknown keywords: the same TypeError; config attributes (config.json keys, aliases, PretrainedConfig's own):

@@ -25,6 +25,14 @@ _LAZY = {
                     "training"),
     **{name: "config" for name in CONFIG_CLASSES},  # BertConfig, GPT2Config, ... (no torch)
 }
+# transformers' tokenizer class names (BertTokenizerFast, GPT2Tokenizer, ...): entry points in tokenization.classes
+_LAZY.update(dict.fromkeys((
+    "PreTrainedTokenizerFast BertTokenizer BertTokenizerFast ElectraTokenizer ElectraTokenizerFast DistilBertTokenizer "
+    "DistilBertTokenizerFast RobertaTokenizer RobertaTokenizerFast BartTokenizer BartTokenizerFast LongformerTokenizer "
+    "LongformerTokenizerFast GPT2Tokenizer GPT2TokenizerFast AlbertTokenizer AlbertTokenizerFast T5Tokenizer "
+    "T5TokenizerFast XLMRobertaTokenizer XLMRobertaTokenizerFast MBartTokenizer MBartTokenizerFast MBart50Tokenizer "
+    "MBart50TokenizerFast MarianTokenizer M2M100Tokenizer LlamaTokenizer LlamaTokenizerFast GemmaTokenizer "
+    "GemmaTokenizerFast Qwen2Tokenizer Qwen2TokenizerFast").split(), "tokenization"))
 
 
 def __getattr__(name):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as BackendTokenizer
@@ -38,6 +39,7 @@ class AutoTokenizer:
                         **kwargs) -> Tokenizer:
         kwargs.pop("use_fast", None)
         kwargs.pop("trust_remote_code", None)
+        from_slow = kwargs.pop("from_slow", False)  # a slow class: build from the legacy files, not tokenizer.json
         where = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
                      subfolder=kwargs.pop("subfolder", ""))
         gguf_file = kwargs.pop("gguf_file", None)
@@ -53,12 +55,11 @@ class AutoTokenizer:
         init_kwargs = _read_init_kwargs(name_or_path, find, where, kwargs)
         family = family_of(init_kwargs.get("tokenizer_class"))
         tokenizer_file = find("tokenizer.json")
-        if tokenizer_file is not None and not kwargs.get("from_slow"):
-            try:
-                backend = BackendTokenizer.from_file(tokenizer_file)
-            except Exception as err:
-                raise ValueError(f"{tokenizer_file} is not a valid tokenizers file: {err}") from None
-            return Tokenizer(backend, **init_kwargs)
+        if tokenizer_file is not None and not from_slow:
+            spm_file = next((path for path in map(find, LEGACY_FILES["spm"]) if path), None)
+            if spm_file is not None:  # kept so that save_pretrained can write it for the slow classes
+                init_kwargs.setdefault("vocab_file", spm_file)
+            return Tokenizer(_backend_from_file(tokenizer_file), **init_kwargs)
         kind = family.files or _guess_kind(find)
         if kind is None:
             looked = ["tokenizer.json"] + [f for files in LEGACY_FILES.values() for f in files]
@@ -67,6 +68,34 @@ class AutoTokenizer:
         if init_kwargs.get("tokenizer_class") is None:
             init_kwargs["tokenizer_class"] = {"wordpiece": "BertTokenizer", "bpe": "GPT2Tokenizer"}.get(kind)
         return _from_legacy_files(name_or_path, kind, find, init_kwargs)
+
+
+def _backend_from_file(tokenizer_file: str) -> BackendTokenizer:
+    try:
+        return BackendTokenizer.from_file(tokenizer_file)
+    except Exception as err:
+        raise ValueError(f"{tokenizer_file} is not a valid tokenizers file: {err}") from None
+
+
+def tokenizer_from_files(files: dict, init_kwargs: dict) -> Tokenizer:
+    """`BertTokenizer(vocab_file=...)`-style construction from explicit paths: a tokenizer.json (tokenizer_file),
+    else vocab.txt (WordPiece), vocab.json + merges.txt (byte-level BPE) or a SentencePiece model (vocab_file)."""
+    if "tokenizer_file" in files:
+        return Tokenizer(_backend_from_file(files["tokenizer_file"]), **init_kwargs)
+    vocab_file, merges_file = files.get("vocab_file"), files.get("merges_file")
+    if vocab_file is None:
+        raise TypeError("a tokenizer built from files needs vocab_file (and merges_file for byte-level BPE)")
+    if merges_file is not None:
+        kind, named = "bpe", {"vocab.json": vocab_file, "merges.txt": merges_file}
+    elif vocab_file.endswith(".txt"):
+        kind, named = "wordpiece", {"vocab.txt": vocab_file}
+    else:
+        kind, named = "spm", dict.fromkeys(LEGACY_FILES["spm"], vocab_file)
+    for path in named.values():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such vocabulary file: {path!r}")
+    family = family_of(init_kwargs.get("tokenizer_class"))
+    return _from_legacy_files(vocab_file, kind, named.get, {**family.converted_defaults, **init_kwargs})
 
 
 def _read_init_kwargs(name_or_path, find, where, kwargs) -> dict:
@@ -259,8 +288,8 @@ def save_tokenizer(tok: Tokenizer, save_directory) -> tuple[str, ...]:
         additional_special_tokens=tok.additional_special_tokens,
         clean_up_tokenization_spaces=tok.clean_up_tokenization_spaces, model_max_length=tok.model_max_length,
         padding_side=tok.padding_side, truncation_side=tok.truncation_side, model_input_names=tok.model_input_names,
-        split_special_tokens=tok.split_special_tokens, tokenizer_class=f"{tok.family}Fast"
-        if tok.family != "PreTrainedTokenizer" else "PreTrainedTokenizerFast")
+        split_special_tokens=tok.split_special_tokens,  # transformers writes the class name without "Fast"
+        tokenizer_class=tok.family if tok.family != "PreTrainedTokenizer" else "PreTrainedTokenizerFast")
     if tok.chat_template is not None:
         config["chat_template"] = tok.chat_template
     with open(paths[0], "w", encoding="utf-8") as f:
@@ -271,7 +300,43 @@ def save_tokenizer(tok: Tokenizer, save_directory) -> tuple[str, ...]:
                          (value if isinstance(value, str) else _serialize(value)))
                    for key, value in tok.special_tokens_map_extended.items()}, f, indent=2, ensure_ascii=False)
     tok.backend_tokenizer.save(paths[2])
-    return tuple(paths)
+    return tuple(paths + save_legacy_vocabulary(tok, save_directory))
+
+
+# the file name each slow SentencePiece class reads (its VOCAB_FILES_NAMES["vocab_file"])
+SPM_FILE_NAMES = {"T5Tokenizer": "spiece.model", "AlbertTokenizer": "spiece.model",
+                  "XLMRobertaTokenizer": "sentencepiece.bpe.model", "MBartTokenizer": "sentencepiece.bpe.model",
+                  "MBart50Tokenizer": "sentencepiece.bpe.model", "M2M100Tokenizer": "sentencepiece.bpe.model",
+                  "LlamaTokenizer": "tokenizer.model", "GemmaTokenizer": "tokenizer.model"}
+
+
+def save_legacy_vocabulary(tok: Tokenizer, save_directory: str) -> list[str]:
+    """The files transformers' slow classes read: vocab.txt (WordPiece), vocab.json + merges.txt (byte-level BPE),
+    or a copy of the SentencePiece model the tokenizer was built from. Returns the paths written."""
+    state = json.loads(tok.backend_tokenizer.to_str())
+    model = state.get("model") or {}
+    vocab = tok.backend_tokenizer.get_vocab(with_added_tokens=False)
+    by_id = sorted(vocab, key=vocab.get)
+    if model.get("type") == "WordPiece":
+        path = os.path.join(save_directory, "vocab.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in by_id)
+        return [path]
+    if model.get("type") == "BPE" and "ByteLevel" in json.dumps(state.get("pre_tokenizer")):
+        paths = [os.path.join(save_directory, name) for name in ("vocab.json", "merges.txt")]
+        with open(paths[0], "w", encoding="utf-8") as f:
+            json.dump({token: vocab[token] for token in by_id}, f, ensure_ascii=False)
+        merges = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges") or []]
+        with open(paths[1], "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "".join(merge + "\n" for merge in merges))
+        return paths
+    source = tok.options.get("vocab_file")
+    if isinstance(source, str) and source.endswith(".model") and os.path.isfile(source):
+        path = os.path.join(save_directory, SPM_FILE_NAMES.get(tok.family, os.path.basename(source)))
+        if os.path.abspath(path) != os.path.abspath(source):
+            shutil.copyfile(source, path)
+        return [path]
+    return []
 
 
 def _serialize(token) -> dict:

@@ -37,6 +37,7 @@ class Tokenizer:
         if not isinstance(tokenizer_object, BackendTokenizer):
             raise TypeError(f"tokenizer_object must be a tokenizers.Tokenizer, not {type(tokenizer_object).__name__}")
         target = init_kwargs.pop("target_tokenizer_object", None)
+        init_kwargs = {**_saved_backend_settings(tokenizer_object), **init_kwargs}
         self._tokenizer = self._source_tokenizer = tokenizer_object
         self._target_tokenizer = target  # Marian: text_target is split by the target SentencePiece model
         self.family = family_name(init_kwargs.get("tokenizer_class"))
@@ -609,6 +610,17 @@ for _key in SPECIAL_TOKENS:
     _token, _token_id = _special_token_property(_key)
     setattr(Tokenizer, _key, _token)
     setattr(Tokenizer, f"{_key}_id", _token_id)
+
+
+def _saved_backend_settings(backend: BackendTokenizer) -> dict:
+    """A tokenizer.json saved with padding/truncation on supplies pad_token and the sides, below tokenizer_config.json
+    and above the class defaults (transformers' PreTrainedTokenizerFast.__init__)."""
+    settings = {}
+    if backend.truncation is not None:
+        settings["truncation_side"] = backend.truncation.get("direction", "right")
+    if backend.padding is not None:
+        settings.update(pad_token=backend.padding.get("pad_token"), padding_side=backend.padding.get("direction"))
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def _strategy(name: str, value, choices: tuple[str, ...], true_value: str) -> str:
