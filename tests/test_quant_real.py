@@ -154,10 +154,10 @@ def test_smollm2_q4_blocks_map_exactly(tokenizer):
 
 @pytest.fixture(scope="module")
 def smollm2_fp32_perplexity(tokenizer):
-    return perplexity(load(), botchan_ids(tokenizer, windows=8))
+    return perplexity(load(), botchan_ids(tokenizer))
 
 
 @pytest.mark.parametrize("mode, bound", [("int8-weight", 0.01), ("int4-weight", 0.05), ("gguf", 0.05)])
 def test_smollm2_perplexity_within_bound(tokenizer, smollm2_fp32_perplexity, mode, bound):
-    quantized = perplexity(load(mode), botchan_ids(tokenizer, windows=8))
+    quantized = perplexity(load(mode), botchan_ids(tokenizer))
     assert abs(quantized / smollm2_fp32_perplexity - 1) <= bound, (quantized, smollm2_fp32_perplexity)
