@@ -161,3 +161,29 @@ def test_translation_int8_keeps_95_percent_of_sentences(tmp_path):
         a, b = fp32.generate(ids, **settings), int8.generate(ids, **settings)
         same += sum(torch.equal(x, y) for x, y in zip(a, b))
     assert same / 64 >= 0.95, f"{same}/64 sentences identical"
+
+
+# ---------------------------------------------------------------- GGUF kept quantized: every stored type
+@pytest.mark.parametrize("tied", [False, True])
+def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied):
+    """test_gguf.py's tiny Llama stores Q8_0 / Q4_0 / Q4_1 / Q5_1 / F16 / BF16 / F32 tensors: 4-bit blocks become
+    int4 layers, wider blocks int8 layers, the Q8_0 embedding an int8 table (shared with a tied head), float types
+    stay float; the logits stay close to the dequantized (float32) load."""
+    from test_gguf import tiny_hf_weights, write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied))
+    fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
+    layer = model.model.layers[0]
+    assert isinstance(layer.attention.k, quant.Int4WeightLinear)  # Q4_0
+    assert isinstance(layer.mlp.gate, quant.Int4WeightLinear)  # Q4_1
+    assert isinstance(layer.mlp.up, quant.Int8WeightLinear) and isinstance(layer.attention.o, quant.Int8WeightLinear)
+    assert type(layer.attention.q) is torch.nn.Linear and type(layer.mlp.down) is torch.nn.Linear  # F16, F32
+    assert isinstance(model.model.embeddings.word, quant.Int8Embedding)
+    assert (model.head.decoder.weight is model.model.embeddings.word.weight) == tied
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
+    assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
+    # the int4 layers hold the file's own 4-bit codes: their weights equal the dequantized file's up to bf16 scales
+    for name in ("model.layers.1.attention.k", "model.layers.1.mlp.gate"):
+        expected = fp32.get_submodule(name).weight
+        assert relative_error(model.get_submodule(name).dequantize(), expected) < 2 ** -7

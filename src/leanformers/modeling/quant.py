@@ -112,9 +112,30 @@ class Int8DynamicLinear(nn.Module):
         self.reduce_range = not cpu_features()["vnni"]
 
     def forward(self, x):
-        dtype = x.dtype
-        y = torch.ops.quantized.linear_dynamic(x.float().contiguous(), self._packed, self.reduce_range)
+        shape, dtype = x.shape, x.dtype
+        x = x.float().reshape(-1, shape[-1]).contiguous()
+        if x.shape[0] >= OUTLIER_MIN_ROWS:
+            y = self._split_outlier_rows(x)
+        else:
+            y = torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+        y = y.view(*shape[:-1], -1)
         return y if dtype == torch.float32 else y.to(dtype)
+
+    def _split_outlier_rows(self, x):
+        """The engine quantizes activations per tensor, so one token with huge activations (BERT's [CLS]/[SEP]
+        rows reach 10-50x the others) would coarsen every other row's 8 bits. Rows above OUTLIER_FACTOR x the
+        median row maximum get a pass (and a scale) of their own."""
+        row_max = x.abs().amax(dim=1)
+        outliers = row_max > OUTLIER_FACTOR * row_max.median()
+        count = int(outliers.sum())
+        if count == 0 or count == x.shape[0]:
+            return torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+        index = outliers.nonzero().squeeze(1)
+        keep = (~outliers).nonzero().squeeze(1)
+        y = torch.empty(x.shape[0], self.out_features)
+        y[keep] = torch.ops.quantized.linear_dynamic(x[keep], self._packed, self.reduce_range)
+        y[index] = torch.ops.quantized.linear_dynamic(x[index], self._packed, self.reduce_range)
+        return y
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 dynamic"
@@ -123,6 +144,7 @@ class Int8DynamicLinear(nn.Module):
 # up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
 # with rows, the int4 one stays at or under fp32 up to ~64 rows)
 GEMV_ROWS, INT4_KERNEL_ROWS = 4, 64
+OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
 
 
 class Int8WeightLinear(nn.Module):
