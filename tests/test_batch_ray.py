@@ -1,5 +1,6 @@
 """The Ray engine on a real local Ray (2 CPUs, 2 actors): the same rows, errors and values as the local engine and
-as direct pipeline calls, for JSON lines (with bad rows), CSV (question answering, named columns) and Parquet."""
+as direct pipeline calls, for JSON lines (with bad rows), CSV (question answering, named columns) and Parquet (the
+real MiniLM's sentence embeddings)."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ from test_batch import (
     bad_rows_file,
     read_jsonl,
     results_by_id,
-    texts,
     write_csv,
     write_parquet,
 )
-from test_pipelines import LABELS, assert_same, make_checkpoint, needs_minilm
+from test_pipelines import LABELS, MINILM, assert_same, make_checkpoint, needs_minilm
 
 import leanformers
 from leanformers import batch
@@ -64,7 +64,7 @@ def test_ray_equals_local_and_direct_calls_with_bad_rows(local_ray, folders, tmp
     assert_same(pipe([good[i] for i in sorted(good)], top_k=None), [on_ray[i] for i in sorted(good)])
 
 
-def test_ray_csv_question_answering_and_parquet(local_ray, folders, tmp_path):
+def test_ray_csv_question_answering(local_ray, folders, tmp_path):
     rows = [{"id": str(i), "q": q, "ctx": QA_CONTEXT} for i, q in enumerate(QUESTIONS * 5)]
     rows[4]["q"] = ""  # an empty question: a bad row on both engines
     path = write_csv(tmp_path / "qa.csv", rows, ["id", "q", "ctx"])
@@ -78,14 +78,18 @@ def test_ray_csv_question_answering_and_parquet(local_ray, folders, tmp_path):
     assert_same(expected, [on_ray[i] for i in sorted(on_ray)])
     assert_same(results_by_id(local), on_ray)
 
-    parquet_dir = tmp_path / "parquet"
-    parquet_dir.mkdir()
-    inputs = texts(40)
-    path = write_parquet(parquet_dir / "in.parquet", [{"text": t} for t in inputs])
-    local, remote, summary = both_engines("text-classification", folders["text"], path, parquet_dir, chunk_size=16)
-    assert summary["ok"] == 40
-    pipe = leanformers.pipeline("text-classification", model=folders["text"])
+
+def test_ray_real_minilm_embeddings_from_parquet(local_ray, tmp_path):
+    sentences = ["A man is eating food.", "A man is eating a piece of bread.", "Someone is having a meal.",
+                 "The stock market crashed today."] * 5
+    path = write_parquet(tmp_path / "in.parquet", [{"sentence": s} for s in sentences])
+    local, remote, summary = both_engines("feature-extraction", str(MINILM), path, tmp_path, column="sentence",
+                                          chunk_size=6, options={"pooling": "auto"})
+    assert summary["ok"] == 20
     on_ray = results_by_id(remote)
-    assert_same(pipe(inputs), [on_ray[i] for i in range(40)])
+    pipe = leanformers.pipeline("feature-extraction", model=str(MINILM))
+    expected = [r.tolist() if hasattr(r, "tolist") else r for r in pipe(sentences, pooling="auto")]
+    assert_same(expected, [on_ray[i] for i in range(20)])
+    assert_same(results_by_id(local), on_ray)
     with open(remote + ".progress.json") as file:
         assert json.load(file)["done"]

@@ -29,6 +29,9 @@ def ray_results(job, start: int) -> Iterator[dict]:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # rows come back in input order: ids are their positions
         context.enable_progress_bars = False  # the engine shows its own rows/s and ETA
+        # Ray 2.60's newer Parquet reader first lists files in a task that takes 1 CPU, which actors holding every
+        # CPU starve (seen: a 2-CPU Ray waits forever); the classic reader has no such step and honours READ_ARGS
+        context.use_datasource_v2 = False
         dataset = _read(ray, job)
         dataset = dataset.map_batches(
             Predictor, batch_size=job.chunk_size, batch_format="numpy",
