@@ -205,6 +205,11 @@ def find_llama_server(given: str | None) -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
+def _pick(servers: dict, wanted: list[str]) -> dict:
+    keys = {"ours (continuous, 16)": "continuous", "ours (one at a time)": "single"}
+    return {label: make for label, make in servers.items() if keys[label] in wanted}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -213,6 +218,7 @@ def main():
     parser.add_argument("--llama-server", help="a llama.cpp llama-server binary (default: look in .models/)")
     parser.add_argument("--rss-requests", type=int, default=1000)
     parser.add_argument("--models", default="gpt2,smollm2")
+    parser.add_argument("--servers", default="continuous,single,llama", help="which servers to run")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", flush=True)
     counts = [int(c) for c in args.clients.split(",")]
@@ -220,16 +226,16 @@ def main():
     cache = Path(tempfile.gettempdir()) / "leanformers-bench-gpt2-124m"
     gpt2 = gpt2_size_model(cache)
     rows = []
+    wanted = args.servers.split(",")
     if "gpt2" in args.models:
-        rows += run_matrix("gpt2-124M", {
-            "ours (continuous, 16)": lambda: ours(gpt2, args.threads, 16),
-            "ours (one at a time)": lambda: ours(gpt2, args.threads, 1),
-        }, counts, requests_for, args.max_tokens)
+        servers = {"ours (continuous, 16)": lambda: ours(gpt2, args.threads, 16),
+                   "ours (one at a time)": lambda: ours(gpt2, args.threads, 1)}
+        rows += run_matrix("gpt2-124M", _pick(servers, wanted), counts, requests_for, args.max_tokens)
     if "smollm2" in args.models:
-        servers = {"ours (continuous, 16)": lambda: ours(str(SMOLLM2), args.threads, 16, GGUF),
-                   "ours (one at a time)": lambda: ours(str(SMOLLM2), args.threads, 1, GGUF)}
+        servers = _pick({"ours (continuous, 16)": lambda: ours(str(SMOLLM2), args.threads, 16, GGUF),
+                         "ours (one at a time)": lambda: ours(str(SMOLLM2), args.threads, 1, GGUF)}, wanted)
         binary = find_llama_server(args.llama_server)
-        if binary:
+        if binary and "llama" in wanted:
             servers["llama.cpp server (16)"] = lambda: llama_cpp(binary, args.threads, 16, 512)
         else:
             print("llama.cpp's llama-server was not found: no llama.cpp rows", flush=True)

@@ -205,3 +205,17 @@ def test_importing_leanformers_and_the_engine_loads_no_web_framework():
             "assert not {'fastapi', 'uvicorn', 'starlette'} & set(sys.modules), sorted(sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_rows_that_finish_at_their_first_token_leave_alone(lm):
+    """A request done after one token (max_tokens=1) joins a running batch: only it leaves; the others go on."""
+    model, tokenizer = lm
+    engine = GenerationEngine(model, tokenizer, max_batch_size=4)
+    long = [engine.submit(tokenizer(p)["input_ids"], SamplingParams(max_new_tokens=8, temperature=0,
+                                                                    ignore_eos=True)) for p in PROMPTS[:2]]
+    engine.step()
+    short = engine.submit(tokenizer(PROMPTS[2])["input_ids"], SamplingParams(max_new_tokens=1, temperature=0))
+    results = run_all(engine, long + [short])
+    for prompt, (ids, _, _) in zip(PROMPTS, results[:2]):
+        assert ids == solo_generate(model, tokenizer, prompt, max_new_tokens=8, do_sample=False, eos_token_id=None)
+    assert len(results[2][0]) == 1 and results[2][2] == "length"

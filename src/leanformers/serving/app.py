@@ -234,6 +234,8 @@ def _install_errors(app: FastAPI):
             problems.append(f"{where}: {e.get('msg')}")
         first = err.errors()[0] if err.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        if "json" not in request.headers.get("content-type", "") and request.method == "POST":
+            problems.append("send the body as JSON with 'Content-Type: application/json'")
         return error_response(400, "; ".join(problems) or "invalid request", param)
 
     @app.exception_handler(StarletteHTTPException)

@@ -218,8 +218,8 @@ class SlotCache:
                 store[i] = grown
         self.capacity, self.start, self.end = capacity, 0, left + window
 
-    def prefill_view(self, row: int, length: int) -> _RowPrefill:
-        return _RowPrefill(self, row, length)
+    def prefill_view(self, row: int, count: int, length: int) -> _RowPrefill:
+        return _RowPrefill(self, row, count, length)
 
     def move_row(self, source: int, target: int):
         for store in (self.keys, self.values):
@@ -235,11 +235,12 @@ class SlotCache:
 
 
 class _RowPrefill:
-    """The cache as one new row's prefill sees it: empty before, its prompt written at [end - length, end) of its
-    row, and only that returned (so the prefill computes exactly what the prompt alone would)."""
+    """The cache as new rows' prefill sees it: empty before, their (left-padded) prompts written at
+    [end - length, end) of rows [row, row + count), and only those returned (a lone prompt computes exactly what it
+    would alone)."""
 
-    def __init__(self, cache: SlotCache, row: int, length: int):
-        self.cache, self.row, self.length = cache, row, length
+    def __init__(self, cache: SlotCache, row: int, count: int, length: int):
+        self.cache, self.row, self.count, self.length = cache, row, count, length
         self.cross, self.extra = [None] * len(cache), {}
 
     def __len__(self):
@@ -251,10 +252,10 @@ class _RowPrefill:
     def update(self, layer_idx, keys, values):
         c = self.cache
         c._ensure(layer_idx, keys)
-        span = slice(c.end - self.length, c.end)
-        c.keys[layer_idx][self.row, :, span] = keys[0]
-        c.values[layer_idx][self.row, :, span] = values[0]
-        return c.keys[layer_idx][self.row:self.row + 1, :, span], c.values[layer_idx][self.row:self.row + 1, :, span]
+        span, rows = slice(c.end - self.length, c.end), slice(self.row, self.row + self.count)
+        c.keys[layer_idx][rows, :, span] = keys
+        c.values[layer_idx][rows, :, span] = values
+        return c.keys[layer_idx][rows, :, span], c.values[layer_idx][rows, :, span]
 
 
 # ---------------------------------------------------------------- incremental detokenizing and stop strings
@@ -428,62 +429,74 @@ class GenerationEngine:
         return True
 
     def _admit(self) -> bool:
-        budget, admitted = self.prefill_budget, False
-        while self.waiting and len(self.rows) < self.max_batch_size and (budget > 0 or not admitted):
+        """Take waiting requests (up to the free rows and the prefill token budget) and prefill them together."""
+        budget, chosen = self.prefill_budget, []
+        while self.waiting and len(self.rows) + len(chosen) < self.max_batch_size and (budget > 0 or not chosen):
             with self.wakeup:
                 handle = self.waiting.popleft()
             if handle.cancelled:
                 continue
-            timeout = handle.params.timeout
+            timeout, params = handle.params.timeout, handle.params
             if timeout is not None and time.monotonic() > handle.submitted + timeout:
                 handle.put(Delta(error=f"the request waited longer than its timeout ({timeout} s) in the queue",
                                  status=503))
                 continue
-            budget -= len(handle.prompt_ids)
-            admitted = True
-            try:
-                self._prefill(handle)
-            except ValueError as err:  # a request the model cannot take (too long, ...) fails alone
-                handle.put(Delta(error=str(err), status=400))
-            except Exception as err:
-                logger.exception("prefill failed")
+            length = len(handle.prompt_ids)
+            if self.max_positions is not None and length + params.max_new_tokens > self.max_positions:
+                handle.put(Delta(error=f"prompt ({length} tokens) + max_tokens ({params.max_new_tokens}) exceeds "
+                                       f"the model's context of {self.max_positions} tokens", status=400))
+                continue
+            budget -= length
+            chosen.append(handle)
+        if not chosen:
+            return False
+        try:
+            self._prefill(chosen)
+        except Exception as err:
+            logger.exception("prefill failed")
+            for handle in chosen:
                 handle.put(Delta(error=f"prefill failed: {err}"))
-        return admitted
+        return True
 
-    def _prefill(self, handle: GenerationHandle):
-        prompt, params = handle.prompt_ids, handle.params
-        length = len(prompt)
-        if self.max_positions is not None and length + params.max_new_tokens > self.max_positions:
-            raise ValueError(f"prompt ({length} tokens) + max_tokens ({params.max_new_tokens}) exceeds the model's "
-                             f"context of {self.max_positions} tokens")
+    def _prefill(self, handles: list[GenerationHandle]):
+        """One forward over the new prompts (left-padded to the longest, as generate() pads a batch), written into
+        the next free rows of the cache; then each row's first token. A lone prompt has no padding at all."""
+        lengths = [len(h.prompt_ids) for h in handles]
+        longest, count = max(lengths), len(handles)
         cache, slot = self.cache, len(self.rows)
         if self.rows:
-            cache.reserve(max(0, length - (cache.end - cache.start)), 1)
-        elif cache.capacity >= length + 1:  # an empty batch starts over at the buffer's beginning
-            cache.start, cache.end = 0, length
+            cache.reserve(max(0, longest - (cache.end - cache.start)), 1)
+        elif cache.capacity >= longest + 1:  # an empty batch starts over at the buffer's beginning
+            cache.start, cache.end = 0, longest
         else:
             cache.start = cache.end = 0
-            cache.reserve(length, 1)
-        tokens = torch.zeros((1, length + params.max_new_tokens), dtype=torch.long)
-        tokens[0, :length] = torch.tensor(prompt, dtype=torch.long)
-        ids = tokens[:, :length]
-        kwargs = dict(self.keep_last, input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
-                      past_key_values=cache.prefill_view(slot, length))
-        if self.pass_positions:
-            kwargs["position_ids"] = torch.arange(length)[None]
+            cache.reserve(longest, 1)
+        ids = torch.zeros((count, longest), dtype=torch.long)
+        mask = torch.zeros((count, longest), dtype=torch.long)
+        rows = []
+        for i, (handle, length) in enumerate(zip(handles, lengths)):
+            params = handle.params
+            tokens = torch.zeros((1, length + params.max_new_tokens), dtype=torch.long)
+            tokens[0, :length] = torch.tensor(handle.prompt_ids, dtype=torch.long)
+            ids[i, longest - length:] = tokens[0, :length]
+            mask[i, longest - length:] = 1
+            generator = None
+            if not params.greedy:
+                generator = torch.Generator().manual_seed(params.seed if params.seed is not None
+                                                          else torch.seed() % (2 ** 63))
+            rows.append(_Row(handle, tokens, length, length, params.processors(length, self.eos), generator,
+                             TextStream(self.tokenizer, params.stop, params.skip_special_tokens, self.tokenizer_lock),
+                             None if params.timeout is None else handle.submitted + params.timeout))
+        kwargs = dict(self.keep_last, input_ids=ids, attention_mask=mask, use_cache=True,
+                      past_key_values=cache.prefill_view(slot, count, longest))
+        if self.pass_positions:  # as generate(): count only real tokens; padding gets position 1
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
         with self.lock:
             logits = self.model(**kwargs).logits[:, -1, :].float()
-        generator = None
-        if not params.greedy:
-            generator = torch.Generator().manual_seed(params.seed if params.seed is not None
-                                                      else torch.seed() % (2 ** 63))
-        row = _Row(handle, tokens, length, length, params.processors(length, self.eos), generator,
-                   TextStream(self.tokenizer, params.stop, params.skip_special_tokens, self.tokenizer_lock),
-                   None if params.timeout is None else handle.submitted + params.timeout)
-        cache.rows += 1
-        self.rows.append(row)
+        cache.rows += count
+        self.rows.extend(rows)
         self.peak_rows = max(self.peak_rows, len(self.rows))
-        self._emit([row], logits)
+        self._emit(rows, logits)
 
     def _decode(self):
         cache, rows = self.cache, self.rows
@@ -543,8 +556,9 @@ class GenerationEngine:
                 self.metrics.generated_tokens += 1
             if reason is not None or row.handle.cancelled:
                 finished.append(i)
+        offset = len(self.rows) - len(rows)  # `rows` is the tail of self.rows (all of it, or the new ones)
         for i in reversed(finished):
-            self._remove(i)
+            self._remove(offset + i)
 
     def _finish_reason(self, row: _Row, token: int, now: float) -> str | None:
         params = row.handle.params
