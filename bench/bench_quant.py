@@ -49,6 +49,14 @@ def quiet(threads: int):
 
 
 # ---------------------------------------------------------------- encoders
+def token_mean(features) -> torch.Tensor:
+    """One input's feature-extraction output ([1][tokens][hidden] or [tokens][hidden]) -> its mean over tokens."""
+    features = torch.tensor(features)
+    while features.dim() > 2:
+        features = features[0]
+    return features.mean(0)
+
+
 def bench_encoders(args):
     import transformers
     from bench_pipelines import make_checkpoint
@@ -82,8 +90,7 @@ def bench_encoders(args):
     for name, pipe in runs.items():
         pipe(texts[:8])
         wall, cpu, out = best_time(lambda pipe=pipe: pipe(texts), args.repeats)
-        pooled[name] = torch.nn.functional.normalize(
-            torch.stack([torch.tensor(o[0]).mean(0) for o in out]), dim=-1)
+        pooled[name] = torch.nn.functional.normalize(torch.stack([token_mean(o) for o in out]), dim=-1)
         runs[name] = (wall, cpu)
     hf_wall, hf_cpu = runs["transformers fp32"]
     for name, (wall, cpu) in runs.items():

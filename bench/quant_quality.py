@@ -15,12 +15,12 @@ SMOLLM2 = ROOT / ".models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 WINDOW, WINDOWS = 64, 16
 
 
-def botchan_ids(tokenizer) -> torch.Tensor:
-    """(WINDOWS, WINDOW) token ids: the first WINDOWS * WINDOW tokens of botchan.txt."""
+def botchan_ids(tokenizer, windows: int = WINDOWS) -> torch.Tensor:
+    """(windows, WINDOW) token ids: the first windows * WINDOW tokens of botchan.txt."""
     text = BOTCHAN.read_text(encoding="utf-8")
-    ids = tokenizer(text[:20000])["input_ids"][:WINDOW * WINDOWS]
-    assert len(ids) == WINDOW * WINDOWS, "botchan.txt is shorter than expected"
-    return torch.tensor(ids).view(WINDOWS, WINDOW)
+    ids = tokenizer(text[:20000])["input_ids"][:WINDOW * windows]
+    assert len(ids) == WINDOW * windows, "botchan.txt is shorter than expected"
+    return torch.tensor(ids).view(windows, WINDOW)
 
 
 @torch.no_grad()

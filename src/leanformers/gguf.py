@@ -177,6 +177,13 @@ def _open(path: str):
     return _reader(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
 
 
+def release_readers():
+    """Drop the cached readers: gguf-py's parse of a 49k-token vocabulary holds ~160 MB of Python objects plus the
+    mapped file pages it touched (measured on SmolLM2: RSS 672 -> 434 MB). A model kept quantized calls this
+    once its weights are in place; a later tokenizer load parses the file again."""
+    _reader.cache_clear()
+
+
 @functools.lru_cache(maxsize=2)
 def _reader(path: str, mtime_ns: int, size: int):
     import gguf

@@ -206,6 +206,11 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
                   source=str(name_or_path), quantized=quantized)
     if quantization not in (None, "gguf"):
         model.quantize(quantization)
+    elif quantization == "gguf":  # kept quantized to save memory: do not keep the parsed file around either
+        from .gguf import release_readers
+
+        del checkpoint, state_dict, quantized
+        release_readers()
     model.config._name_or_path = str(name_or_path)
     if hasattr(model, "load_generation_config"):
         model.load_generation_config(name_or_path, **where)
