@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "leanformers"
-LAYER = {"hub": 0, "gguf": 1, "config": 1, "tokenization": 2, "modeling": 2, "loading": 3, "saving": 3, "generation": 4,
-         "pipelines": 5, "training": 6, "cli": 6, "batch": 6, "serving": 6, "__init__": 7}
+LAYER = {"hub": 0, "gguf": 1, "config": 1, "tokenization": 2, "modeling": 2, "loading": 3, "saving": 3,
+         "generation": 4, "pipelines": 5, "training": 6, "cli": 6, "batch": 6, "serving": 6, "__init__": 7}
 
 
 def room(module: str) -> str:
