@@ -6,6 +6,8 @@ from ..spec import ClassifierSpec, Spec
 from .gpt2 import DECODER_TASKS
 
 SPEC = Spec(
+    dropout={"attention": ("attention_dropout",), "hidden": ("hidden_dropout",),
+             "token_classifier": ("classifier_dropout",)},
     model_type="gpt_neox",
     family="decoder",
     base_prefix="gpt_neox",

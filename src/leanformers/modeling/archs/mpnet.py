@@ -1,10 +1,11 @@
 """MPNet: BERT's post-norm layout with RoBERTa's positions (counted past padding_idx) and no token types, plus T5's
 bidirectional bucketed relative position bias (one table for the whole encoder, added to every layer's scores);
 RoBERTa-style heads (lm_head, a dense + tanh classifier on <s>)."""
-from ..spec import ClassifierSpec, Spec
+from ..spec import BERT_DROPOUT, ClassifierSpec, Spec
 from .bert import ENCODER_TASKS
 
 SPEC = Spec(
+    dropout=BERT_DROPOUT,
     model_type="mpnet",
     family="encoder",
     base_prefix="mpnet",

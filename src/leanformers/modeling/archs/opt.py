@@ -21,6 +21,7 @@ def _final_norm(config) -> bool:
 
 
 SPEC = Spec(
+    dropout={"embedding": ("dropout",), "attention": ("attention_dropout",), "hidden": ("dropout",)},
     model_type="opt",
     family="decoder",
     base_prefix="model",
