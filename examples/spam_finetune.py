@@ -4,7 +4,8 @@
 
 The corpus is fetched by scripts/fetch_models.sh into .models/spam/<group>/*.json (one raw RFC 822 mail each):
 easy-ham-1, easy-ham-2 and hard-ham-1 are ham, spam-1 and spam-2 are spam. A fixed, balanced split (seeded) keeps the
-result comparable from run to run; the held-out mails are never trained on. The model gets a fresh 2-label head.
+result comparable from run to run; the held-out mails are never trained on (held-out copies of training mails are
+dropped). The model gets a fresh 2-label head.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def _known_charset(charset) -> bool:
 
 
 def load_split(folder: Path, train_per_class: int = 400, test_per_class: int = 200, seed: int = 0):
-    """A fixed balanced split: per class, `train_per_class` mails to train on and `test_per_class` held out."""
+    """A fixed balanced split: per class, `train_per_class` mails to train on and `test_per_class` held out (less the
+    held-out mails whose text also appears among the training mails)."""
     if not folder.is_dir():
         raise SystemExit(f"{folder} is missing: run scripts/fetch_models.sh (it fetches the SpamAssassin corpus)")
     rng = random.Random(seed)
@@ -72,6 +74,8 @@ def load_split(folder: Path, train_per_class: int = 400, test_per_class: int = 2
                 for f in chosen]
         train += rows[:train_per_class]
         test += rows[train_per_class:]
+    seen = {r["text"] for r in train}  # the corpus repeats some mails: a copy of a training mail is not held out
+    test = [r for r in test if r["text"] not in seen]
     rng.shuffle(train)
     return train, test
 

