@@ -145,8 +145,9 @@ def test_one_megabyte_text(folders):
     features = transformers.pipeline("feature-extraction", model=folders["fe"])(
         BIG, tokenize_kwargs={"truncation": True, "max_length": 64})[0][-1][:4]
     assert all(_close(a, b) for a, b in zip(result["fe_truncated"], features))
-    # measured about 620 MB here (torch alone is ~350 MB; 222k tokens' encodings and windows the rest)
-    assert result["rss_mb"] < 1500, result["rss_mb"]
+    # measured 0.6 GB alone and 2.6 GB inside the full suite on a loaded machine (torch ~350 MB; the 222k tokens'
+    # encodings and windows the rest); attention over the whole text would need ~200 GB: the bound catches that
+    assert result["rss_mb"] < 4000, result["rss_mb"]
 
 
 def test_generation_past_the_position_table(folders):
