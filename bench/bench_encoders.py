@@ -90,7 +90,8 @@ def main():
     import leanformers
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, transformers {transformers.__version__}")
-    print(f"{'model':18} {'cold hf s':>9} {'cold ours':>9} {'ratio':>6} | {'hf tok/s':>9} {'ours tok/s':>10} {'ratio':>6} {'max diff':>9}")
+    print(f"{'model':18} {'cold hf s':>9} {'cold ours':>9} {'ratio':>6} | "
+          f"{'hf tok/s':>9} {'ours tok/s':>10} {'ratio':>6} {'max diff':>9}")
     for name, (class_name, _) in SIZES.items():
         with tempfile.TemporaryDirectory() as folder:
             make_checkpoint(class_name, folder)

@@ -130,7 +130,8 @@ def main():
             rate = batch * new_tokens
             same = compare(theirs["result"], ours["result"])[0]
             print(f"{case:11} {rate / theirs['seconds']:9.1f} {rate / ours['seconds']:10.1f} "
-                  f"{theirs['seconds'] / ours['seconds']:6.2f} {theirs['cpu'] / ours['cpu']:6.2f} | {theirs['rss_loaded']:7.0f}/{theirs['rss_peak']:<8.0f} "
+                  f"{theirs['seconds'] / ours['seconds']:6.2f} {theirs['cpu'] / ours['cpu']:6.2f} | "
+                  f"{theirs['rss_loaded']:7.0f}/{theirs['rss_peak']:<8.0f} "
                   f"{ours['rss_loaded']:9.0f}/{ours['rss_peak']:<8.0f} | {'yes' if same else 'NO'}", flush=True)
     print(f"after: {load_note()}")
 

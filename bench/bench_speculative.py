@@ -10,7 +10,8 @@ begun with the passage's first 8 words, edited for edit):
   summarise  "Summarise the passage in a few sentences, quoting it where you can"
 Each case: plain greedy and greedy with prompt_lookup_num_tokens=K (max_matching_ngram_size 2), for both
 libraries, up to --new-tokens tokens (eos may stop earlier: the same tokens for all
-four runs, checked); both libraries run in this process, one after the other. tokens/s = new tokens / best wall time of one generate() call (prompt pass included);
+four runs, checked); both libraries run in this process, one after the other. tokens/s = new tokens / best wall
+time of one generate() call (prompt pass included);
 "cpu" ratios use process CPU time (steadier while other jobs load the machine). transformers 4.57.6's lookup can run
 past max_new_tokens (it does not cap its drafts at max_length): its extra tokens count in its favour.
 

@@ -81,4 +81,5 @@ def test_chat_with_the_real_gguf_model(capsys):
                             "--gguf-file", "SmolLM2-135M-Instruct.Q4_1.gguf", "--max-new-tokens", "16",
                             "--option", "do_sample=false"], capsys)
     assert code == 0
-    assert json.loads(out)[0]["generated_text"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}
+    answer = {"role": "assistant", "content": "The capital of France is Paris."}
+    assert json.loads(out)[0]["generated_text"][-1] == answer

@@ -34,7 +34,8 @@ def offline_cache(tmp_path, monkeypatch):
     offline_hub(monkeypatch, tmp_path / "hub")
     torch.manual_seed(0)
     config = transformers.DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=37,
-                                           id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+                                           id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
     folder = tmp_path / "sst2"
     transformers.DistilBertForSequenceClassification(config).save_pretrained(folder)
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
@@ -67,7 +68,8 @@ def test_seed_translation_pipeline(tmp_path, monkeypatch):
     folder = tmp_path / "opus"
     folder.mkdir()
     pieces = ["</s>", "<unk>"]
-    for source, target in (("botchan_en_unigram_1000.model", "source.spm"), ("botchan_en_bpe_1000.model", "target.spm")):
+    pairs = (("botchan_en_unigram_1000.model", "source.spm"), ("botchan_en_bpe_1000.model", "target.spm"))
+    for source, target in pairs:
         shutil.copy(MODELS / "spm" / source, folder / target)
         processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / target))
         pieces += [p for p in map(processor.id_to_piece, range(3, processor.get_piece_size())) if p not in pieces]

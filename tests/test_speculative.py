@@ -213,7 +213,8 @@ def test_assisted_sampling_matches_plain_sampling_on_a_tiny_vocabulary():
     p = _two_token_distribution(target, ids)
     q = _two_token_distribution(assistant, ids)
     draws, g = 1500, torch.Generator().manual_seed(0)
-    settings = {"do_sample": True, "top_k": 0, "max_new_tokens": 2, "min_new_tokens": 2, "pad_token_id": 0, "generator": g}
+    settings = {"do_sample": True, "top_k": 0, "max_new_tokens": 2, "min_new_tokens": 2, "pad_token_id": 0,
+                "generator": g}
     observed = {"assisted": torch.zeros(vocab * vocab), "lookup": torch.zeros(vocab * vocab),
                 "assistant alone": torch.zeros(vocab * vocab)}
     lookup_ids = torch.tensor([[1, 2, 3, 1, 2, 3]])

@@ -213,7 +213,8 @@ def test_mbart_language_codes(tmp_path, tokenizer_class, langs):
 
 
 # ---------------------------------------------------------------- chat templates, saving, errors
-CHAT = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "What is the capital of France?"},
+CHAT = [{"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "What is the capital of France?"},
         {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "Thanks! <|endoftext|>"}]
 TEMPLATE = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] | trim }}\n{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}{{ eos_token }}{{ {'a': 'é<'} | tojson }}"
@@ -295,7 +296,7 @@ def test_import_does_not_load_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ---------------------------------------------------------------- vocab.json + SentencePiece (slow-only in transformers)
+# -------------------------------------------------------- vocab.json + SentencePiece (slow-only in transformers)
 def spm_vocab_folder(tmp_path, files: dict, model_type: str, head: list[str], tail: list[str]):
     """Copy SentencePiece models under their family's names and number their pieces in a vocab.json."""
     import sentencepiece

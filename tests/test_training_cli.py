@@ -95,7 +95,9 @@ def test_token_classification_from_jsonl(tmp_path, capsys, tokenizer_files):
     rows = [{"tokens": sentence(i).split(), "tags": ["B-X" if w == "cat" else "O" for w in sentence(i).split()]}
             for i in range(12)]
     metrics = train(capsys, "token-classification", "--model", model, "--train",
-                    write_jsonl(tmp_path / "t.jsonl", rows), "--validation", write_jsonl(tmp_path / "v.jsonl", rows[:4]), "--text-column", "tokens",
+                    write_jsonl(tmp_path / "t.jsonl", rows),
+                    "--validation", write_jsonl(tmp_path / "v.jsonl", rows[:4]),
+                    "--text-column", "tokens",
                     "--label-column", "tags", "--output-dir", tmp_path / "out")
     assert "eval_accuracy" in metrics
     entities = lf.pipeline("token-classification", model=str(tmp_path / "out"))("the cat sat")

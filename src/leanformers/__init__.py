@@ -2,7 +2,7 @@
 
 Importing this package is cheap: torch and the model code load on first use of a name that needs them.
 """
-from .config import CONFIG_CLASSES, AutoConfig, Config
+from .config import CONFIG_CLASSES, AutoConfig, Config  # noqa: F401  (public names)
 
 __version__ = "0.1.0"
 

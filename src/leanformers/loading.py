@@ -214,7 +214,8 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
     model.config._name_or_path = str(name_or_path)
     if hasattr(model, "load_generation_config"):
         model.load_generation_config(name_or_path, **where)
-    target = device if device is not None else (device_map if isinstance(device_map, (str, torch.device)) and device_map != "auto" else None)
+    named_map = isinstance(device_map, (str, torch.device)) and device_map != "auto"
+    target = device if device is not None else (device_map if named_map else None)
     if target is not None:
         model.to(target)
     if output_loading_info:

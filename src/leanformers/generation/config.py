@@ -45,8 +45,8 @@ _GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_
                        "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask",
                        "use_model_defaults")
 # modes transformers 4.57 moved to Hub repositories (trust_remote_code); not part of leanformers
-_UNSUPPORTED = {"constraints": (None,), "force_words_ids": (None,), "assistant_early_exit": (None,), "guidance_scale": (None, 1, 1.0), "watermarking_config": (None,),
-                "sequence_bias": (None,)}
+_UNSUPPORTED = {"constraints": (None,), "force_words_ids": (None,), "assistant_early_exit": (None,),
+                "guidance_scale": (None, 1, 1.0), "watermarking_config": (None,), "sequence_bias": (None,)}
 
 
 def _version_tuple(version) -> tuple:

@@ -88,7 +88,8 @@ class Attention(nn.Module):
         of x), so the output is (B, Tq=queries, hidden); None = every position asks."""
         if kv_states is None:  # self-attention
             if hasattr(self, "qkv"):
-                q, k, v = self.qkv(x).split([self.num_heads * self.head_dim] + [self.num_kv_heads * self.head_dim] * 2, -1)
+                sizes = [self.num_heads * self.head_dim] + [self.num_kv_heads * self.head_dim] * 2
+                q, k, v = self.qkv(x).split(sizes, -1)
                 q = self._heads(q[:, :queries], self.num_heads)
                 k, v = self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
             else:

@@ -125,7 +125,8 @@ class ReplacedTokenHead(nn.Module):
 
 
 class LMHead(nn.Module):
-    """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says so."""
+    """Hidden states -> vocabulary logits (causal and seq2seq LMs); tied to the word embeddings when the config says
+    so."""
 
     def __init__(self, config, bias: bool = False, logits_bias: bool = False, softcap: float | None = None):
         super().__init__()

@@ -62,7 +62,8 @@ class PreTrainedModel(FineTuning, nn.Module):
         """transformers builds the pooler only for the base model and the heads that read it."""
         if not self.spec.pooler:
             return False
-        return self.task == "base" or (self.task == "sequence_classification" and self.spec.classifier.pool == "pooler") \
+        return self.task == "base" \
+            or (self.task == "sequence_classification" and self.spec.classifier.pool == "pooler") \
             or (self.task == "multiple_choice" and self.spec.multiple_choice.pool == "pooler")
 
     # ---- weights that share storage

@@ -49,7 +49,8 @@ class Spec:
     task_head_renames: dict[str, dict[str, str]] = field(default_factory=dict)
     tasks: tuple[str, ...] = ("base",)  # heads this architecture has (see heads.TASKS)
     class_prefix: str = ""              # "Bert" -> BertModel, BertForMaskedLM, ... (the names users import)
-    class_names: dict[str, str] = field(default_factory=dict)  # task -> a name that breaks the pattern (GPT2LMHeadModel)
+    class_names: dict[str, str] = field(default_factory=dict)  # task -> a name that breaks the pattern
+                                                                # (GPT2LMHeadModel)
     model_class: type | None = None     # a PreTrainedModel subclass, for families whose forward differs (seq2seq)
 
     # embeddings

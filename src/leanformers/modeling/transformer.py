@@ -1,5 +1,5 @@
-"""Stacks assembled from a Spec: a Block (attention, optional cross-attention, MLP, norms) and a Transformer (embeddings,
-blocks, final norm, pooler) that serves as encoder, decoder, or either half of an encoder-decoder."""
+"""Stacks assembled from a Spec: a Block (attention, optional cross-attention, MLP, norms) and a Transformer
+(embeddings, blocks, final norm, pooler) that serves as encoder, decoder, or either half of an encoder-decoder."""
 from __future__ import annotations
 
 from functools import partial
@@ -240,5 +240,6 @@ class Transformer(nn.Module):
             past_key_values=cache if use_cache else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
-            cross_attentions=tuple(cross_attentions) if output_attentions and encoder_hidden_states is not None else None,
+            cross_attentions=tuple(cross_attentions)
+            if output_attentions and encoder_hidden_states is not None else None,
         )

@@ -110,8 +110,9 @@ class GeneratingPipeline(Pipeline):
             generate_kwargs.get("max_new_tokens", self.generation_config.max_new_tokens) is None
             or generate_kwargs.get("min_length", self.generation_config.min_length))
         # assisted decoding (a drafter) takes one prompt at a time, as transformers' does
-        batch_size = 1 if generate_kwargs.get("assistant_model") is not None or generate_kwargs.get(
-            "prompt_lookup_num_tokens", self.generation_config.prompt_lookup_num_tokens) is not None else self.batch_size
+        lookup = generate_kwargs.get("prompt_lookup_num_tokens", self.generation_config.prompt_lookup_num_tokens)
+        assisted = generate_kwargs.get("assistant_model") is not None or lookup is not None
+        batch_size = 1 if assisted else self.batch_size
         group = []
         for index in order:
             full = len(group) == batch_size

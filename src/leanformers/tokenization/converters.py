@@ -174,7 +174,8 @@ def bpe_merges_from_scores(vocab: dict[str, int], vocab_scores: list[tuple[str, 
     """SentencePiece BPE keeps no merge list: rebuild it from piece scores (transformers' generate_merges)."""
     merges = []
     for merge, score in dict(vocab_scores).items():
-        local = [(merge[:i], merge[i:], score) for i in range(1, len(merge)) if merge[:i] in vocab and merge[i:] in vocab]
+        local = [(merge[:i], merge[i:], score) for i in range(1, len(merge))
+                 if merge[:i] in vocab and merge[i:] in vocab]
         merges.extend(sorted(local, key=lambda x: (vocab[x[0]], vocab[x[1]])))
     merges.sort(key=lambda val: (val[2], len(val[0]), len(val[1])), reverse=True)
     return [(left, right) for left, right, _ in merges]
@@ -214,7 +215,8 @@ def sentencepiece(model_file, recipe: SpmRecipe, *, special_pieces=(), keep_acce
         raise ValueError(f"{model_file}: SentencePiece model type {spm.model_type} cannot be converted "
                          "(only Unigram and BPE models can)")
     # control pieces are special, user-defined ones are not; both become added tokens
-    tokenizer.add_tokens([AddedToken(p.piece, normalized=False, special=p.type == PIECE_CONTROL or p.piece in special_pieces)
+    tokenizer.add_tokens([AddedToken(p.piece, normalized=False,
+                                     special=p.type == PIECE_CONTROL or p.piece in special_pieces)
                           for p in spm.pieces if p.type in (PIECE_CONTROL, PIECE_USER_DEFINED)])
 
     tokenizer.normalizer = (_albert_normalizer(spm, keep_accents, do_lower_case) if recipe.albert
@@ -236,7 +238,8 @@ def sentencepiece_with_vocab(model_file, vocab: dict[str, int], unk_token: str) 
     if unk_token not in vocab:
         raise KeyError(f"the vocab.json next to {model_file} has no unk token {unk_token!r}")
     if spm.model_type == MODEL_BPE:
-        merges = [(left, right) for left, right in bpe_merges_from_scores(spm.vocab, [(p.piece, p.score) for p in spm.pieces])
+        scored = bpe_merges_from_scores(spm.vocab, [(p.piece, p.score) for p in spm.pieces])
+        merges = [(left, right) for left, right in scored
                   if left in vocab and right in vocab and left + right in vocab]
         model = BPE(vocab, merges, unk_token=unk_token, fuse_unk=True, byte_fallback=False, dropout=None)
     elif spm.model_type == MODEL_UNIGRAM:

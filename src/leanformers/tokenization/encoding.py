@@ -147,7 +147,8 @@ class BatchEncoding(UserDict):
             self.data = {k: v.to(device=device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
                          for k, v in self.data.items()}
         else:
-            raise TypeError(f"BatchEncoding.to() takes a device (str, int or torch.device), not {type(device).__name__}")
+            raise TypeError(f"BatchEncoding.to() takes a device (str, int or torch.device), "
+                            f"not {type(device).__name__}")
         return self
 
 

@@ -164,13 +164,15 @@ def _from_legacy_files(name_or_path, kind: str, find, init_kwargs: dict) -> Toke
     def need(*names):
         paths = [find(n) for n in names]
         if any(p is None for p in paths):
+            family = family_name(init_kwargs.get("tokenizer_class"))
             raise FileNotFoundError(f"{str(name_or_path)!r} has no {' or '.join(names)}: a "
-                                    f"{family_name(init_kwargs.get('tokenizer_class'))} needs it without tokenizer.json")
+                                    f"{family} needs it without tokenizer.json")
         return paths
 
     if kind == "wordpiece":
         backend = converters.wordpiece(
-            *need("vocab.txt"), unk_token=as_added_token(options.get("unk_token")), do_lower_case=options.get("do_lower_case", True), strip_accents=options.get("strip_accents"),
+            *need("vocab.txt"), unk_token=as_added_token(options.get("unk_token")),
+            do_lower_case=options.get("do_lower_case", True), strip_accents=options.get("strip_accents"),
             tokenize_chinese_chars=options.get("tokenize_chinese_chars", True))
     elif kind == "bpe":
         backend = converters.byte_level_bpe(*need("vocab.json", "merges.txt"),

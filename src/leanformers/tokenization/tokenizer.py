@@ -465,7 +465,8 @@ class Tokenizer:
                 backend.enable_truncation(max_length, stride=stride, strategy=truncation,
                                           direction=self.truncation_side)
             except Exception as err:
-                raise ValueError(f"invalid truncation settings (max_length={max_length}, stride={stride}): {err}") from None
+                raise ValueError(f"invalid truncation settings (max_length={max_length}, stride={stride}): "
+                                 f"{err}") from None
         if padding == "do_not_pad":
             backend.no_padding()
             return
