@@ -222,7 +222,10 @@ def main():
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", flush=True)
     counts = [int(c) for c in args.clients.split(",")]
-    requests_for = lambda clients: {1: 4, 4: 2}.get(clients, 1)  # requests per client
+
+    def requests_for(clients: int) -> int:  # requests per client: fewer clients send more each
+        return {1: 4, 4: 2}.get(clients, 1)
+
     cache = Path(tempfile.gettempdir()) / "leanformers-bench-gpt2-124m"
     gpt2 = gpt2_size_model(cache)
     rows = []

@@ -106,7 +106,9 @@ def _plain(value):
 
 
 def test_task_errors_are_4xx_with_a_message(server):
-    post = lambda path, body, **kw: httpx.post(f"{server}{path}", json=body, headers=KEY, timeout=30, **kw)
+    def post(path, body, **kw):
+        return httpx.post(f"{server}{path}", json=body, headers=KEY, timeout=30, **kw)
+
     cases = [
         ("/v1/pipelines/no-such-task", {"inputs": "x"}, 404, "no-such-task"),
         ("/v1/pipelines/fill-mask", {"inputs": "no mask here"}, 400, "mask"),
@@ -149,7 +151,8 @@ def test_cors_only_for_the_given_origin(server):
 def _requests():
     """40 distinct requests: greedy chats and completions of several lengths, seeded samples, task calls."""
     rng = random.Random(0)
-    words = ["the", "a", "dog", "cat", "runs", "jumps", "over", "under", "big", "small", "red", "blue", "house", "tree", "river"]
+    words = ["the", "a", "dog", "cat", "runs", "jumps", "over", "under", "big", "small", "red", "blue", "house", "tree",
+             "river"]
     out = []
     for i in range(40):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
@@ -218,7 +221,8 @@ def test_concurrent_mixed_requests_equal_their_solo_runs(server):
             assert_same(result[1], expected[i][1])
     metrics = httpx.get(f"{server}/metrics").text
     assert "leanformers_running_batch_size 0" in metrics
-    peak = int(next(line for line in metrics.splitlines() if line.startswith("leanformers_peak_batch_size ")).split()[1])
+    peak_line = next(line for line in metrics.splitlines() if line.startswith("leanformers_peak_batch_size "))
+    peak = int(peak_line.split()[1])
     assert peak >= 4  # requests really shared decoding steps
 
 
