@@ -206,9 +206,10 @@ def test_assisted_sampling_matches_plain_sampling_on_a_tiny_vocabulary():
     vocab = 6
     config = {"vocab_size": vocab, "n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 16, "initializer_range": 0.5}
     torch.manual_seed(1)
-    target = leanformers.GPT2LMHeadModel.from_config(leanformers.AutoConfig.for_model("gpt2", **config))
+    # from_config gives train() mode, as in transformers: eval() turns GPT-2's default dropout off
+    target = leanformers.GPT2LMHeadModel.from_config(leanformers.AutoConfig.for_model("gpt2", **config)).eval()
     torch.manual_seed(2)
-    assistant = leanformers.GPT2LMHeadModel.from_config(leanformers.AutoConfig.for_model("gpt2", **config))
+    assistant = leanformers.GPT2LMHeadModel.from_config(leanformers.AutoConfig.for_model("gpt2", **config)).eval()
     ids = torch.tensor([[1, 2, 3]])
     p = _two_token_distribution(target, ids)
     q = _two_token_distribution(assistant, ids)

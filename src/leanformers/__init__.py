@@ -32,7 +32,8 @@ _LAZY.update(dict.fromkeys((
     "LongformerTokenizerFast GPT2Tokenizer GPT2TokenizerFast AlbertTokenizer AlbertTokenizerFast T5Tokenizer "
     "T5TokenizerFast XLMRobertaTokenizer XLMRobertaTokenizerFast MBartTokenizer MBartTokenizerFast MBart50Tokenizer "
     "MBart50TokenizerFast MarianTokenizer M2M100Tokenizer LlamaTokenizer LlamaTokenizerFast GemmaTokenizer "
-    "GemmaTokenizerFast Qwen2Tokenizer Qwen2TokenizerFast").split(), "tokenization"))
+    "GemmaTokenizerFast Qwen2Tokenizer Qwen2TokenizerFast DebertaV2Tokenizer DebertaV2TokenizerFast MPNetTokenizer "
+    "MPNetTokenizerFast").split(), "tokenization"))
 
 
 def __getattr__(name):
