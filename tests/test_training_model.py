@@ -13,18 +13,9 @@ from tiny_matrix import CASES, assert_gradients_close, assert_outputs_close, bat
 
 transformers.logging.set_verbosity_error()
 logging.getLogger("leanformers").setLevel(logging.ERROR)
-pytestmark = [pytest.mark.usefixtures("one_thread"),
+pytestmark = [pytest.mark.usefixtures("one_thread", "oracle_type_as"),
               pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning",
                                          "ignore:To copy construct from a tensor")]
-
-
-@pytest.fixture(autouse=True)
-def oracle_type_as(monkeypatch):
-    """Transformer-XL's oracle calls `tensor.type_as(dtype=...)`, which this torch rejects; accept it here."""
-    original = torch.Tensor.type_as
-    monkeypatch.setattr(torch.Tensor, "type_as",
-                        lambda self, other=None, dtype=None: self.to(dtype) if dtype is not None
-                        else original(self, other))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -56,16 +56,7 @@ def halves_to_ours(state_dict: dict, config) -> dict:
     loading reports them as unexpected."""
     from ..loading import convert_checkpoint  # loading sits above modeling in the import order
 
-    out = {k: v for k, v in state_dict.items() if not k.startswith(tuple(f"model.{side}." for side in SIDES))}
-    for side in SIDES:
-        prefix = f"model.{side}."
-        half = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        sub_config = side_config(config, side)
-        cls = side_class(sub_config, side)
-        ours, unexpected = convert_checkpoint(cls.spec, half, sub_config, cls.task)
-        out.update({prefix + k: v for k, v in ours.items()})
-        out.update({prefix + k: half[k] for k in unexpected if k in half})
-    return out
+    return _per_half(state_dict, config, lambda cls, half, sub: convert_checkpoint(cls.spec, half, sub, cls.task))
 
 
 def halves_to_checkpoint(state_dict: dict, config, task: str) -> dict:
@@ -73,15 +64,20 @@ def halves_to_checkpoint(state_dict: dict, config, task: str) -> dict:
     `model.encoder.<its checkpoint name>` is left for the pair's renames to prefix."""
     from ..saving import to_checkpoint  # saving sits above modeling in the import order
 
+    return _per_half(state_dict, config, lambda cls, half, sub: to_checkpoint(cls.spec, half, sub, cls.task))
+
+
+def _per_half(state_dict: dict, config, convert) -> dict:
+    """Keys under model.encoder. / model.decoder. through convert(half's class, half's keys, half's config) ->
+    (converted keys, keys it left); the keys left keep their names (loading / saving reports them)."""
     out = {k: v for k, v in state_dict.items() if not k.startswith(tuple(f"model.{side}." for side in SIDES))}
     for side in SIDES:
         prefix = f"model.{side}."
         half = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         sub_config = side_config(config, side)
-        cls = side_class(sub_config, side)
-        theirs, unnamed = to_checkpoint(cls.spec, half, sub_config, cls.task)
-        out.update({prefix + k: v for k, v in theirs.items()})
-        out.update({prefix + k: half[k] for k in unnamed})  # left unnamed: saving reports them
+        converted, left = convert(side_class(sub_config, side), half, sub_config)
+        out.update({prefix + k: v for k, v in converted.items()})
+        out.update({prefix + k: half[k] for k in left if k in half})
     return out
 
 
