@@ -9,6 +9,9 @@ mpnet                MPNet-base-size (all-mpnet-base-v2's shape) feature-extract
 deberta              DeBERTa-v3-base-size NLI classifier, zero-shot as above (its SentencePiece tokenizer over the
                      Botchan unigram model in .models/spm, converted from spm.model by each library)
 modernbert           ModernBERT-base-size text classifier (global + local attention), the 256 sentences
+qwen3 gemma2 phi3 opt gpt-neox  small decoders (hidden 256, 4 layers, 4 heads, 2 KV heads where the arch has GQA)
+                     with the GPT-2 vocab (.models/gpt2_vocab, left padding, pad = eos): greedy text-generation of
+                     16 new tokens for 16 sentences (run these with --batch-sizes 1 8); identical = same texts
 Each at batch_size 1 and 32 (transformers' batch_size counts model rows, ours counts inputs: for QA and zero-shot
 ours puts all windows/label pairs of 32 inputs in one pass). Identical = same labels/words/answers/offsets and
 every score within 1e-4. ratio = hf wall time / ours (best of --repeats); cpu r = the same with process CPU time.
@@ -54,7 +57,19 @@ CHECKPOINTS = {
         **labels(["NEGATIVE", "POSITIVE"]), "vocab_size": 30522, "pad_token_id": 0, "cls_token_id": 101,
         "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}),
 }
-TASK_NAMES = {"text": "text-classification", "ner": "token-classification", "qa": "question-answering",
+SMALL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 512,
+         "vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256}
+GQA = {"num_key_value_heads": 2, "head_dim": 64}
+DECODERS = {
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {**SMALL, **GQA}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**SMALL, **GQA}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {**SMALL, "num_key_value_heads": 2}),
+    "opt": ("OPTConfig", "OPTForCausalLM", {**SMALL, "ffn_dim": 512, "word_embed_proj_dim": 256}),
+    "gpt-neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", SMALL),
+}
+CHECKPOINTS.update(DECODERS)
+TASK_NAMES = {**dict.fromkeys(DECODERS, "text-generation"),
+              "text": "text-classification", "ner": "token-classification", "qa": "question-answering",
               "zero-shot": "zero-shot-classification", "mpnet": "feature-extraction",
               "deberta": "zero-shot-classification", "modernbert": "text-classification"}
 
@@ -72,6 +87,13 @@ def make_checkpoint(key: str, folder: Path, quick: bool) -> str:
     config = getattr(transformers, config_class)(**{**overrides, **size})
     torch.manual_seed(0)
     getattr(transformers, model_class)(config).eval().save_pretrained(folder)
+    if key in DECODERS:  # the GPT-2 BPE; batched generation needs left padding and a pad token
+        vocab = MODELS / "gpt2_vocab"
+        tokenizer = transformers.GPT2TokenizerFast(str(vocab / "vocab.json"), str(vocab / "merges.txt"),
+                                                   padding_side="left")
+        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.save_pretrained(folder)
+        return str(folder)
     if key == "deberta":
         return str(folder)
     if key == "mpnet":
@@ -94,6 +116,8 @@ def inputs_and_options(key: str, quick: bool):
         contexts = paragraphs(4 if quick else 16, words=150 if quick else 400)
         items = [{"question": QUESTIONS[i % len(QUESTIONS)], "context": c} for i, c in enumerate(contexts)]
         return items, {}, "questions"
+    if key in DECODERS:
+        return sentences(4 if quick else 16), {"max_new_tokens": 16, "do_sample": False}, "prompts"
     texts = sentences(32 if quick else 256)
     if key == "ner":
         return texts, {"aggregation_strategy": "simple"}, "sentences"
@@ -112,8 +136,10 @@ def bench_task(key: str, args) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_checkpoint(key, Path(tmp), args.quick)
         for batch_size in args.batch_sizes:
-            pipes = [library.pipeline(TASK_NAMES[key], model=folder, batch_size=batch_size)
-                     for library in (transformers, leanformers)]
+            # transformers' Gemma 2 soft-caps attention logits only in eager attention
+            eager = {"model_kwargs": {"attn_implementation": "eager"}} if key == "gemma2" else {}
+            pipes = [transformers.pipeline(TASK_NAMES[key], model=folder, batch_size=batch_size, **eager),
+                     leanformers.pipeline(TASK_NAMES[key], model=folder, batch_size=batch_size)]
             results, seconds, cpu = [], [], []
             for pipe in pipes:
                 pipe(items[:4], **options)  # warm-up
@@ -125,7 +151,8 @@ def bench_task(key: str, args) -> list[str]:
                 results[0] = [[rows[0][:len(ours[0])]] for rows, ours in zip(results[0], results[1])]
             same, diff = compare(*results)
             identical = "yes" if same and diff <= 1e-4 else f"NO (structure equal: {same})"
-            rows.append(f"{TASK_NAMES[key]:24} {batch_size:5} {len(items):4} {unit:9} "
+            name = f"{TASK_NAMES[key]}/{key}" if key in DECODERS else TASK_NAMES[key]
+            rows.append(f"{name:24} {batch_size:5} {len(items):4} {unit:9} "
                         f"{len(items) / seconds[0]:8.1f} {len(items) / seconds[1]:8.1f} "
                         f"{seconds[0] / seconds[1]:6.2f} {cpu[0] / cpu[1]:6.2f} {diff:9.1e} {identical}")
             print(rows[-1], flush=True)
