@@ -157,21 +157,11 @@ def bench_decode(args):
 # ---------------------------------------------------------------- translation
 def translate_run(library: str, quantization, folder: str, chunks, beams: int, new_tokens: int, repeats: int,
                   threads: int) -> dict:
-    from bench_translation import PAD
+    from bench_translation import PAD, ctranslate2_translator
 
     quiet(threads)
     if library == "ctranslate2":
-        import ctranslate2
-
-        translator = ctranslate2.Translator(str(Path(folder) / "ct2"), device="cpu", compute_type=quantization,
-                                            inter_threads=1, intra_threads=threads)
-        vocab = list(json.loads((Path(folder) / "vocab.json").read_text()))
-        index = {name: i for i, name in enumerate(vocab)}
-
-        def translate(chunk, beams, new_tokens):
-            results = translator.translate_batch([[vocab[i] for i in row] for row in chunk], beam_size=beams,
-                                                 max_decoding_length=new_tokens, min_decoding_length=new_tokens)
-            return [[index[token] for token in result.hypotheses[0]] for result in results]
+        translate = ctranslate2_translator(folder, threads, quantization)
     else:
         module = __import__(library)
         extra = {"quantization": quantization} if quantization else {}

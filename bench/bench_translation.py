@@ -85,10 +85,10 @@ def torch_translator(library: str, folder: str):
     return translate
 
 
-def ctranslate2_translator(folder: str, threads: int):
+def ctranslate2_translator(folder: str, threads: int, compute_type: str = "float32"):
     import ctranslate2
 
-    translator = ctranslate2.Translator(str(Path(folder) / "ct2"), device="cpu", compute_type="float32",
+    translator = ctranslate2.Translator(str(Path(folder) / "ct2"), device="cpu", compute_type=compute_type,
                                         inter_threads=1, intra_threads=threads)
     vocab = list(json.loads((Path(folder) / "vocab.json").read_text()))
     index = {name: i for i, name in enumerate(vocab)}
