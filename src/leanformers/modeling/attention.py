@@ -78,14 +78,35 @@ class Attention(nn.Module):
     def _heads(self, x, n):  # (B, T, n*D) -> (B, n, T, D)
         return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
 
+    def packable(self) -> bool:
+        """Whether forward(packed=...) applies: separate q/k/v projections, no per-head norms or score capping."""
+        return type(self) is Attention and not hasattr(self, "qkv") and self.q_norm is None and self.softcap is None
+
+    def _packed(self, x, bias, packed):
+        index, batch, length = packed
+
+        def heads(rows, n):  # (N, n*D) -> (B, n, T, D), zeros at the padding
+            full = rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, index, rows)
+            return full.view(batch, length, n, self.head_dim).transpose(1, 2)
+
+        q = heads(self.q(x), self.num_heads)
+        k, v = heads(self.k(x), self.num_kv_heads), heads(self.v(x), self.num_kv_heads)
+        out, _ = self._attend(q, k, v, bias, False, False)
+        out = out.transpose(1, 2).reshape(batch * length, self.num_heads * self.head_dim).index_select(0, index)
+        return self.o(out), None
+
     def _project_kv(self, source):
         return self._heads(self.k(source), self.num_kv_heads), self._heads(self.v(source), self.num_kv_heads)
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, kv_states=None, is_causal=False,
-                output_attentions=False, queries=None):
+                output_attentions=False, queries=None, packed=None):
         """x (B, T, hidden); bias additive (B|1, H|1, Tq, S) or None; kv_states (B, S, kv_hidden) for cross-attention.
         `queries`: in self-attention only the first `queries` positions of x ask (keys and values still come from all
-        of x), so the output is (B, Tq=queries, hidden); None = every position asks."""
+        of x), so the output is (B, Tq=queries, hidden); None = every position asks.
+        `packed` = (index, B, T): x is (N, hidden), the real tokens of a padded (B, T) batch (`index` their flat
+        positions); the projections run on those N rows only, attention on the padded layout; output (N, hidden)."""
+        if packed is not None:
+            return self._packed(x, bias, packed)
         if kv_states is None:  # self-attention
             if hasattr(self, "qkv"):
                 sizes = [self.num_heads * self.head_dim] + [self.num_kv_heads * self.head_dim] * 2

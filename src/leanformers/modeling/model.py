@@ -5,6 +5,7 @@ The concrete classes users import (`BertForSequenceClassification`, `GPT2LMHeadM
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..config import Config
@@ -96,6 +97,8 @@ class PreTrainedModel(FineTuning, nn.Module):
         logits_to_keep = kwargs.pop("logits_to_keep", 0)
         if getattr(self.head, "reads_first_only", False):  # the last block then computes position 0 alone
             kwargs["first_only"] = True
+        if self.training and torch.is_grad_enabled() and self._padding_unread(labels, attention_mask):
+            kwargs["skip_padding"] = True  # the stack's per-token layers may run on the real tokens only
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if self.head is None:
             return outputs if return_dict else outputs.to_tuple()
@@ -113,6 +116,18 @@ class PreTrainedModel(FineTuning, nn.Module):
         out = ModelOutput(loss=loss, **result, **{k: v for k, v in outputs.items()
                                                  if k not in ("last_hidden_state", "pooler_output")})
         return out if return_dict else out.to_tuple()
+
+    def _padding_unread(self, labels, attention_mask) -> bool:
+        """Whether neither the loss nor the training signal reads a padded position (so a packed stack computes the
+        same loss and gradients): a classifier of position 0 that is real in every row, or token labels that are -100
+        wherever the mask is 0. Not QA (its loss spans every position) nor a bare model (its output is read whole)."""
+        if attention_mask is None or attention_mask.dim() != 2 or not hasattr(self.model, "packable"):
+            return False
+        if getattr(self.head, "reads_first_only", False):
+            return bool(attention_mask[:, 0].all())
+        if self.task in ("token_classification", "masked_lm") and isinstance(labels, torch.Tensor):
+            return labels.shape == attention_mask.shape and bool((labels[attention_mask == 0] == -100).all())
+        return False
 
     # ---- loading / generation front doors
     @classmethod

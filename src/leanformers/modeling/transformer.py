@@ -87,7 +87,8 @@ class Block(nn.Module):
         self.mlp_post_norm = norm(kind, hidden, eps) if spec.sandwich_norm else None
 
     def forward(self, x, bias=None, *, cache=None, layer_idx=0, rotary=None, is_causal=False,
-                encoder_states=None, cross_bias=None, output_attentions=False, first_only=False, relative=None):
+                encoder_states=None, cross_bias=None, output_attentions=False, first_only=False, relative=None,
+                packed=None):
         """x (B, T, hidden) -> (B, T, hidden), self-attention probs, cross-attention probs.
 
         first_only: only position 0 goes on (a classifier reads nothing else): it still attends to every position,
@@ -95,6 +96,8 @@ class Block(nn.Module):
         attend = dict(cache=cache, layer_idx=layer_idx, output_attentions=output_attentions)
         if relative is not None:  # DeBERTa: the relative-position table and distances, computed once per stack
             attend["relative"] = relative
+        if packed is not None:  # x is (N, hidden): the real tokens only (Transformer.pack)
+            attend["packed"] = packed
         queries = None  # x[:, :None] is all of x
         if first_only:
             queries = 1
@@ -160,6 +163,30 @@ class Transformer(nn.Module):
         self.relative_bias = RelativePositionBias(config, not causal) if relative else None
         self.gradient_checkpointing = None  # torch.utils.checkpoint's options while enabled (train() mode only)
 
+    def packable(self, attention_mask) -> bool:
+        """Training on a padded batch of a plain bidirectional encoder (no rotary or relative positions, no
+        cross-attention): its per-token layers may skip the padding. Worth it from 1/16 of the positions padded."""
+        if (attention_mask is None or attention_mask.dim() != 2 or self.causal or self.rotary is not None
+                or self.layer_rotary or self.relative_bias is not None or self.attention_context is not None
+                or any(layer.cross_attention is not None or not layer.attention.packable() for layer in self.layers)):
+            return False
+        return (attention_mask == 0).sum().item() * 16 >= attention_mask.numel()
+
+    @staticmethod
+    def pack(x, attention_mask):
+        """(B, T, hidden) -> (N, hidden), the rows where attention_mask is 1, and `packed` = (index, B, T): the
+        layers then compute on real tokens only. The gradients of the real tokens are those of the padded batch:
+        the attention masks padded keys, and no loss reads a padded position."""
+        batch, length, hidden = x.shape
+        index = attention_mask.reshape(-1).nonzero().squeeze(1)
+        return x.reshape(batch * length, hidden).index_select(0, index), (index, batch, length)
+
+    @staticmethod
+    def unpack(x, packed):
+        """(N, hidden) -> (B, T, hidden), zeros at the padding."""
+        index, batch, length = packed
+        return x.new_zeros(batch * length, x.shape[-1]).index_copy(0, index, x).view(batch, length, -1)
+
     def position_ids(self, input_ids, inputs_embeds, past_length, attention_mask=None):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
@@ -176,10 +203,12 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
                 encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=None,
-                output_attentions=False, output_hidden_states=False, first_only=False, **unused):
+                output_attentions=False, output_hidden_states=False, first_only=False, skip_padding=False, **unused):
         """first_only: the caller reads position 0 only (a sequence classifier), so the last block may compute that row
         alone and last_hidden_state be (B, 1, hidden); ignored when every position shows (hidden states, attentions)
-        or when the stack is causal (a lone query would lose its causal mask: attention() masks only Tq > 1)."""
+        or when the stack is causal (a lone query would lose its causal mask: attention() masks only Tq > 1).
+        skip_padding: in training, the caller reads no padded position (model._padding_unread), so a plain encoder's
+        layers may run on the real tokens only (pack); last_hidden_state is then zero at the padding."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
@@ -212,19 +241,27 @@ class Transformer(nn.Module):
         # ALBERT's last depth may run several shared blocks: only the very last block narrows to position 0
         last_block = (len(self.schedule) - 1, self.schedule[-1][-1])
         first_only = first_only and not (self.causal or output_hidden_states or output_attentions)
+        packed = None
+        if (skip_padding and self.training and torch.is_grad_enabled() and cache is None
+                and encoder_hidden_states is None and not (output_hidden_states or output_attentions)
+                and self.packable(attention_mask)):
+            x, packed = self.pack(x, attention_mask)
         hidden_states, attentions, cross_attentions = [], [], []
         for depth, group in enumerate(self.schedule):
             if output_hidden_states:
                 hidden_states.append(x)
             for index in group:
                 block = self.layers[index]
+                narrow = first_only and (depth, index) == last_block
+                if packed is not None and narrow:  # the classifier's row 0: back to the padded layout for it
+                    x, packed = self.unpack(x, packed), None
                 if checkpointing:  # recompute this block's activations in the backward pass
                     block = partial(torch.utils.checkpoint.checkpoint, block, **checkpointing)
                 x, probs, cross_probs = block(
                     x, biases[self.windows[depth]], cache=cache, layer_idx=depth,
                     rotary=rotaries[self.layer_thetas[depth]] if rotaries else rotary, is_causal=self.causal,
                     encoder_states=encoder_hidden_states, cross_bias=cross_bias, output_attentions=output_attentions,
-                    first_only=first_only and (depth, index) == last_block, relative=relative)
+                    first_only=narrow, relative=relative, **({"packed": packed} if packed is not None else {}))
                 attentions.append(probs)
                 cross_attentions.append(cross_probs)
         if output_hidden_states and not self.spec.hidden_states_normed:
@@ -232,6 +269,8 @@ class Transformer(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         x = dropout(x, self.final_dropout, self.training)
+        if packed is not None:
+            x = self.unpack(x, packed)
         if output_hidden_states and self.spec.hidden_states_normed:
             hidden_states.append(x)
         return ModelOutput(
