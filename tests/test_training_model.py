@@ -344,3 +344,17 @@ def test_config_class_with_labels_builds_a_model():
     model = leanformers.DistilBertForSequenceClassification(config)
     assert model.head.out.out_features == 4 and model.config is config
     assert model.head.dropout == 0.2 and model.model.embeddings.dropout == 0.1  # seq_classif_dropout, dropout
+
+
+def test_newly_initialized_warning_names_transformers_keys(tmp_path, caplog):
+    """The "newly initialized" warning lists the head's weights under transformers' names, as transformers does."""
+    config = transformers.BertConfig(hidden_size=16, intermediate_size=20, num_hidden_layers=1, num_attention_heads=2,
+                                     vocab_size=50)
+    transformers.BertModel(config).save_pretrained(tmp_path)
+    expected = {"AutoModelForSequenceClassification": "['classifier.weight', 'classifier.bias']",
+                "AutoModelForQuestionAnswering": "['qa_outputs.weight', 'qa_outputs.bias']"}
+    for class_name, names in expected.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="leanformers"):
+            getattr(leanformers, class_name).from_pretrained(tmp_path)
+        assert f"newly initialized: {names}" in caplog.text, caplog.text
