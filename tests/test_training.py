@@ -127,6 +127,28 @@ def test_causal_lm_matches_transformers_trainer(tmp_path):
     assert_same_weights(hf_model, model)
 
 
+@pytest.mark.parametrize("kind", ["classification", "causal_lm"])
+def test_label_smoothing_matches_transformers_trainer(kind, tmp_path):
+    """label_smoothing_factor: transformers' LabelSmoother (shifted for causal LMs), in training and evaluation."""
+    causal = kind == "causal_lm"
+    folder = tiny_gpt2(tmp_path / "init") if causal else tiny_bert(tmp_path / "init")
+    train, validation = token_rows(16, causal=causal, seed=4), token_rows(6, causal=causal, seed=5)
+    settings = dict(per_device_train_batch_size=4, max_steps=4, learning_rate=2e-3, label_smoothing_factor=0.1,
+                    **COMMON)
+    hf_class = transformers.GPT2LMHeadModel if causal else transformers.BertForSequenceClassification
+    hf_model = hf_class.from_pretrained(folder)
+    theirs = transformers.Trainer(model=hf_model, args=transformers.TrainingArguments(str(tmp_path / "hf"), **settings),
+                                  train_dataset=train, eval_dataset=validation)
+    theirs.train()
+    model = ours_from(folder, lf.AutoModelForCausalLM if causal else lf.AutoModelForSequenceClassification)
+    ours = Trainer(model=model, args=TrainingArguments(str(tmp_path / "ours"), **settings), train_dataset=train,
+                   eval_dataset=validation)
+    ours.train()
+    assert_same_history(theirs.state.log_history[:-1], ours.state.log_history[:-1])
+    assert_same_weights(hf_model, model)
+    assert abs(ours.evaluate()["eval_loss"] - theirs.evaluate()["eval_loss"]) <= TOL
+
+
 def test_predict_and_datasets_dataset(tmp_path):
     """predict() returns transformers' logits and labels; a datasets.Dataset with extra columns (raw text) trains
     like the list (unused columns dropped)."""
@@ -183,7 +205,8 @@ def test_arguments_defaults_match_transformers():
     for name in ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
                  "num_train_epochs", "max_steps", "warmup_ratio", "warmup_steps", "per_device_train_batch_size",
                  "per_device_eval_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps", "seed",
-                 "save_total_limit", "load_best_model_at_end", "group_by_length", "dataloader_num_workers"):
+                 "save_total_limit", "load_best_model_at_end", "group_by_length", "dataloader_num_workers",
+                 "label_smoothing_factor"):
         assert getattr(theirs, name) == getattr(ours, name), name
     for name in ("eval_strategy", "save_strategy", "logging_strategy", "lr_scheduler_type", "optim"):
         assert getattr(theirs, name).value == getattr(ours, name), name

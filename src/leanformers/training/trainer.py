@@ -218,11 +218,15 @@ class Trainer:
     def compute_loss(self, model: nn.Module, inputs: dict, return_outputs: bool = False, num_items_in_batch=None):
         """The loss of one batch. With `num_items_in_batch` (causal LMs under gradient accumulation, as transformers)
         it is the sum of the token losses divided by the label count of the whole accumulation window."""
-        labels = inputs.pop("labels") if (self.compute_loss_func is not None or num_items_in_batch is not None) \
-            and "labels" in inputs else None
+        smoothing = self.args.label_smoothing_factor
+        labels = inputs.pop("labels") if (self.compute_loss_func is not None or num_items_in_batch is not None
+                                          or smoothing) and "labels" in inputs else None
         outputs = model(**inputs)
         if self.compute_loss_func is not None:
             loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch)
+        elif labels is not None and smoothing:  # transformers' LabelSmoother (it ignores num_items_in_batch)
+            causal = getattr(distributed.unwrap(model), "task", None) == "causal_lm"
+            loss = label_smoothed_loss(outputs["logits"], labels, smoothing, shift=causal)
         elif labels is not None:  # transformers' ForCausalLMLoss with num_items_in_batch
             logits = outputs["logits"].float()
             shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -714,3 +718,19 @@ def _plain(value):
     if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 0) == 0:
         return value.item()
     return value
+
+
+def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, epsilon: float, shift: bool = False,
+                        ignore_index: int = -100) -> torch.Tensor:
+    """transformers' LabelSmoother: (1 - epsilon) * NLL + epsilon * the mean of -log p over the classes, over the
+    positions whose label is not `ignore_index`; `shift` compares position t's logits with label t + 1 (causal LMs)."""
+    if shift:
+        logits, labels = logits[..., :-1, :], labels[..., 1:]
+    log_probs = -F.log_softmax(logits, dim=-1)
+    if labels.dim() == log_probs.dim() - 1:
+        labels = labels.unsqueeze(-1)
+    padding = labels.eq(ignore_index)
+    nll = log_probs.gather(dim=-1, index=labels.clamp(min=0)).masked_fill(padding, 0.0)
+    smoothed = log_probs.sum(dim=-1, keepdim=True, dtype=torch.float32).masked_fill(padding, 0.0)
+    active = padding.numel() - padding.long().sum()
+    return (1 - epsilon) * nll.sum() / active + epsilon * smoothed.sum() / (active * log_probs.shape[-1])
