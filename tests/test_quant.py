@@ -165,12 +165,13 @@ def test_translation_int8_keeps_95_percent_of_sentences(tmp_path):
 
 # ---------------------------------------------------------------- GGUF kept quantized: every stored type
 @pytest.mark.parametrize("tied", [False, True])
-def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied):
+def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, monkeypatch):
     """test_gguf.py's tiny Llama stores Q8_0 / Q4_0 / Q4_1 / Q5_1 / F16 / BF16 / F32 tensors: 4-bit blocks become
     int4 layers, wider blocks int8 layers, the Q8_0 embedding an int8 table (shared with a tied head), float types
     stay float; the logits stay close to the dequantized (float32) load."""
     from test_gguf import tiny_hf_weights, write_tiny_gguf
 
+    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "bf16")  # int4 layers on any CPU (AVX2 would take int8 rows)
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied))
     fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
@@ -187,3 +188,24 @@ def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied):
     for name in ("model.layers.1.attention.k", "model.layers.1.mlp.gate"):
         expected = fp32.get_submodule(name).weight
         assert relative_error(model.get_submodule(name).dequantize(), expected) < 2 ** -7
+
+
+def test_gguf_4bit_blocks_become_int8_rows_without_bf16(tmp_path, monkeypatch):
+    """On a CPU without AVX512-BF16/AMX (AVX2), where torch's int4 kernel and the dequantizing fallback are both
+    slower than float32, the 4-bit blocks are held as int8 rows on the int8 engine: close to the float load."""
+    from test_gguf import tiny_hf_weights, write_tiny_gguf
+
+    monkeypatch.delenv("LEANFORMERS_QUANT_KERNEL", raising=False)
+    features = {**quant.cpu_features(), "bf16": False}
+    monkeypatch.setattr(quant, "cpu_features", lambda: features)
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", False))
+    fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
+    layer = model.model.layers[0]
+    assert model.quantization_report["int4_as_int8"] and not model.quantization_report["kept_float"]
+    for module in (layer.attention.k, layer.mlp.gate, layer.mlp.up):  # Q4_0, Q4_1, Q5_1
+        assert isinstance(module, quant.Int8WeightLinear) and module.kernel == "int8x2"
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
+    assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
+    for step in range(1, 4):  # decoding rows (<= 4) take the two-pass int8 kernel
+        assert relative_error(model(ids[:, :step]).logits, fp32(ids[:, :step]).logits) < 0.03

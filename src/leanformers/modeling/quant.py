@@ -9,7 +9,7 @@ Modes (`QUANTIZATIONS`):
 - "gguf" (GGUF files only): each tensor keeps the quantization of the file: Q4_0 / Q4_1 blocks map bit for bit onto
   the int4 path (group 32), Q8_0 onto int8 (re-scaled per output channel), other block types (K-quants, Q5_*) are
   dequantized one tensor at a time and re-quantized to int4 (<= 4 bits) or int8 (5-8 bits). No fp32 copy of the
-  model is ever built.
+  model is ever built. On CPUs without bf16 instructions (AVX2) the 4-bit types become int8 rows instead (below).
 
 Kernels, measured (bench/RESULTS.md, /work/shared/perf/kernels.py): torch's weight-only kernels are fast only with
 bfloat16 activations on CPUs with AVX512-BF16 / AMX (on AVX2 they are 10-100x slower than fp32). So the weight-only
@@ -97,7 +97,11 @@ class Int8DynamicLinear(nn.Module):
         if torch.backends.quantized.engine in (None, "none"):
             torch.backends.quantized.engine = engine
         weight = weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        # AVX2 without VNNI: fbgemm's u8 x s8 pair products saturate int16 (2 x 255 x 127 > 32767). The bit is taken
+        # from the weights (7-bit levels, one scale per output channel) rather than from the activations (one scale
+        # per tensor, where BERT's outlier channels make every bit count): 2 x 255 x 63 fits.
+        levels = 127.0 if cpu_features()["vnni"] else 63.0
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / levels
         with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors; its dynamic linear still takes them
             warnings.simplefilter("ignore", UserWarning)
             qweight = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0,
@@ -108,18 +112,31 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("weight_scale", scale)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
         self._packed = torch.ops.quantized.linear_prepack(qweight, self.bias)
-        # AVX2 without VNNI: fbgemm's u8 x s8 products saturate int16 unless activations use 7 bits (reduce_range)
-        self.reduce_range = not cpu_features()["vnni"]
+        self.reduce_range = False  # full 8-bit activations (see the weight levels above)
 
     def forward(self, x):
         shape, dtype = x.shape, x.dtype
         x = x.float().reshape(-1, shape[-1]).contiguous()
+        columns = self._outlier_columns(x)
+        if columns is not None:  # those inputs go through float32; the int8 pass sees them as zeros
+            outliers, x = x[:, columns], x.index_fill(1, columns, 0.0)
         if x.shape[0] >= OUTLIER_MIN_ROWS:
             y = self._split_outlier_rows(x)
         else:
             y = torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+        if columns is not None:
+            y.addmm_(outliers, (self.weight[:, columns].float() * self.weight_scale[:, None]).t())
         y = y.view(*shape[:-1], -1)
         return y if dtype == torch.float32 else y.to(dtype)
+
+    def _outlier_columns(self, x):
+        """Input channels whose maximum is over OUTLIER_FACTOR_COLUMNS x the median channel's (BERT's LayerNorm
+        outputs have a few): with one activation scale per tensor they would take most of the 8 bits, so they are
+        multiplied in float32 (with the dequantized int8 weight columns), as LLM.int8() does. None when there are
+        none, or too many for that to pay (over 1/16 of the channels)."""
+        column_max = x.abs().amax(dim=0)
+        columns = (column_max > OUTLIER_FACTOR_COLUMNS * column_max.median()).nonzero().squeeze(1)
+        return columns if 0 < columns.numel() <= x.shape[1] // 16 else None
 
     def _split_outlier_rows(self, x):
         """The engine quantizes activations per tensor, so one token with huge activations (BERT's [CLS]/[SEP]
@@ -145,6 +162,7 @@ class Int8DynamicLinear(nn.Module):
 # with rows, the int4 one stays at or under fp32 up to ~64 rows)
 GEMV_ROWS, INT4_KERNEL_ROWS = 4, 64
 OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
+OUTLIER_FACTOR_COLUMNS = 6.0  # dynamic int8: input channels this far above the median channel go through float32
 
 
 class Int8WeightLinear(nn.Module):
@@ -200,12 +218,15 @@ class Int8WeightLinear(nn.Module):
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def _two_pass(self, x):  # x (rows, in) float32 -> (rows, out) float32
+        # AVX2 without VNNI: fbgemm's u8 x s8 pair products saturate int16 unless activations keep to 7 bits
+        levels = 127 if cpu_features()["vnni"] else 63
         y = None
-        for _ in range(2):  # x = q1 * s1 + residual; the residual's own 8 bits give the next ~8 bits of x
-            scale = float(x.abs().max()) / 127 or 1.0
-            part = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, scale, 128, self._packed)
+        for _ in range(2):  # x = q1 * s1 + residual; the residual's own 7-8 bits give the next bits of x
+            scale = float(x.abs().max()) / levels or 1.0
+            part = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, scale, levels + 1,
+                                                                                     self._packed)
             y = part if y is None else y + part
-            x = x - torch.round(x / scale).clamp_(-128, 127) * scale
+            x = x - torch.round(x / scale).clamp_(-levels - 1, levels) * scale
         return y
 
     def extra_repr(self):
@@ -384,7 +405,10 @@ def _finish(model: nn.Module, report: dict) -> dict:
     if report["kept_float"]:
         logger.warning("quantization=%r kept %d layer(s) in float32: %s", report["mode"], len(report["kept_float"]),
                        "; ".join(f"{k}: {v}" for k, v in report["kept_float"].items()))
-    if report["kernel"] == "dequant" and report["mode"] in ("int4-weight", "gguf"):
+    if report.get("int4_as_int8"):
+        logger.info("quantization='gguf': this CPU has no AVX512-BF16/AMX, on which torch's int4 kernel is slower than "
+                    "float32; the 4-bit blocks are held as int8 rows on the int8 engine instead")
+    elif report["kernel"] == "dequant" and report["mode"] in ("int4-weight", "gguf"):
         logger.warning("quantization=%r: this CPU has no AVX512-BF16/AMX, so torch's int4 kernel would be slower "
                        "than float32; int4 weights are dequantized per call instead (same numbers, less memory, no "
                        "speed-up). 'int8' and 'int8-weight' use the int8 engine and are the fast modes here",
@@ -432,9 +456,15 @@ def _set_module(model: nn.Module, name: str, module: nn.Module):
 def place_gguf(model: nn.Module, weights: dict) -> dict:
     """Install GGUF block-quantized weights (our parameter name -> gguf.GGUFWeight) into a model built on the meta
     device: Q4_0/Q4_1 as int4 (group 32, bit for bit), other types of <= 4 bits re-quantized to int4, wider types
-    to int8 per output channel, an embedding (and the head tied to it) to int8 rows. Returns the report."""
+    to int8 per output channel, an embedding (and the head tied to it) to int8 rows. On CPUs without bf16
+    instructions (AVX2), where no int4 kernel is fast, the 4-bit types become int8 rows too (the int8 engine's
+    two-pass kernel); LEANFORMERS_QUANT_KERNEL=bf16|dequant keeps them int4. Returns the report."""
     kernel = _weight_only_kernel(torch.device("cpu"))
-    report = {"mode": "gguf", "kernel": kernel, "group_size": 32, "quantized": [], "kept_float": {}, "types": {}}
+    # without bf16 instructions (AVX2) torch's int4 kernel is ~10x slower than float32 and the dequantizing fallback
+    # too: 4-bit blocks then become int8 rows on the int8 engine (twice the bytes of int4, a quarter of float32)
+    as_int8 = kernel == "dequant" and "LEANFORMERS_QUANT_KERNEL" not in os.environ and cpu_features()["engine"]
+    report = {"mode": "gguf", "kernel": "int8x2" if as_int8 else kernel, "group_size": 32, "quantized": [],
+              "kept_float": {}, "types": {}, "int4_as_int8": bool(as_int8)}
     tied = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in model.tied_weights().items()} \
         if hasattr(model, "tied_weights") else {}
     for param_name, weight in weights.items():
@@ -458,10 +488,10 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
             continue  # its embedding already installed the shared table
         bias = module.bias if module.bias is not None and not module.bias.is_meta else None
         problem = int4_problem(*weight.rows, 32, kernel) if weight.bits <= 4 else "wider than 4 bits"
-        if problem is None:
+        if problem is None and not as_int8:
             _set_module(model, name, _gguf_int4(weight, bias))
         else:
-            if weight.bits <= 4:
+            if weight.bits <= 4 and problem is not None:
                 report["kept_float"][name] = f"{problem}: int8 instead of int4"
             _set_module(model, name, Int8WeightLinear(*_gguf_int8_rows(weight), bias))
         report["quantized"].append(name)
