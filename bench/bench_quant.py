@@ -49,12 +49,13 @@ def quiet(threads: int):
 
 
 # ---------------------------------------------------------------- encoders
-def token_mean(features) -> torch.Tensor:
-    """One input's feature-extraction output ([1][tokens][hidden] or [tokens][hidden]) -> its mean over tokens."""
+def token_mean(features, tokens: int) -> torch.Tensor:
+    """One input's feature-extraction output ([1][tokens][hidden] or [tokens][hidden]) -> its mean over its `tokens`
+    real tokens (a batched pipeline's rows may go on with padding: transformers' keep the batch's padded length)."""
     features = torch.tensor(features)
     while features.dim() > 2:
         features = features[0]
-    return features.mean(0)
+    return features[:tokens].mean(0)
 
 
 def bench_encoders(args):
@@ -87,10 +88,12 @@ def bench_encoders(args):
             "ours fp32": leanformers.pipeline("feature-extraction", model=minilm, batch_size=32),
             "ours int8": leanformers.pipeline("feature-extraction", model=minilm, batch_size=32, quantization="int8")}
     pooled = {}
+    lengths = [len(ids) for ids in runs["ours fp32"].tokenizer(texts, truncation=True)["input_ids"]]
     for name, pipe in runs.items():
         pipe(texts[:8])
         wall, cpu, out = best_time(lambda pipe=pipe: pipe(texts), args.repeats)
-        pooled[name] = torch.nn.functional.normalize(torch.stack([token_mean(o) for o in out]), dim=-1)
+        pooled[name] = torch.nn.functional.normalize(torch.stack([token_mean(o, n) for o, n in zip(out, lengths)]),
+                                                     dim=-1)
         runs[name] = (wall, cpu)
     hf_wall, hf_cpu = runs["transformers fp32"]
     for name, (wall, cpu) in runs.items():

@@ -160,6 +160,11 @@ _SMALL = {
         attention_dropout=0.1),
     "T5ForConditionalGeneration": lambda: leanformers.T5Config(vocab_size=60, d_model=16, d_kv=8, num_heads=2,
                                                                num_layers=2, d_ff=20, decoder_start_token_id=0),
+    "DebertaV2ForSequenceClassification": lambda: leanformers.Config(
+        model_type="deberta-v2", vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=32, relative_attention=True, pos_att_type=["p2c", "c2p"],
+        position_buckets=8, max_relative_positions=-1, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        hidden_act="gelu", layer_norm_eps=1e-7, type_vocab_size=0),
 }
 
 

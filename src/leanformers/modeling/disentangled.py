@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .attention import Attention
+from .layers import dropout
 
 
 def _pos_att_type(config) -> list[str]:
@@ -65,7 +66,9 @@ class DisentangledAttention(Attention):
     context = RelativeEmbeddings
 
     def __init__(self, config):
-        super().__init__(config.hidden_size, config.num_attention_heads, head_dim=config.get("attention_head_size"))
+        super().__init__(config.hidden_size, config.num_attention_heads, head_dim=config.get("attention_head_size"),
+                         dropout=config.get("attention_probs_dropout_prob") or 0.0)
+        self.table_dropout = config.get("hidden_dropout_prob") or 0.0  # on the relative table (pos_dropout)
         self.kinds = _pos_att_type(config) if config.get("relative_attention", False) else []
         self.span = _span(config)[0]
         self.share_att_key = config.get("share_att_key", False)
@@ -89,7 +92,7 @@ class DisentangledAttention(Attention):
         return self.o(out), probs
 
     def _position_scores(self, q, k, table, relative):  # q (B, H, Tq, D), k (B, H, T, D) -> (B, H, Tq, T)
-        table = table[: 2 * self.span][None]  # (1, 2S, hidden)
+        table = dropout(table, self.table_dropout, self.training)[: 2 * self.span][None]  # (1, 2S, hidden)
         tq = q.shape[2]
         score = 0
         if "c2p" in self.kinds:  # query content x key's relative position
@@ -119,6 +122,7 @@ class DebertaEmbeddings(nn.Module):
         self.token_type = nn.Embedding(config.type_vocab_size, size) if config.get("type_vocab_size", 0) > 0 else None
         self.project = nn.Linear(size, config.hidden_size, bias=False) if size != config.hidden_size else None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = config.get("hidden_dropout_prob") or 0.0
 
     takes_mask = True  # the stack passes attention_mask: padded positions are zeroed, as DeBERTa does
 
@@ -132,4 +136,5 @@ class DebertaEmbeddings(nn.Module):
         if self.project is not None:
             x = self.project(x)
         x = self.norm(x)
-        return x if attention_mask is None else x * attention_mask[..., None].to(x.dtype)
+        x = x if attention_mask is None else x * attention_mask[..., None].to(x.dtype)
+        return dropout(x, self.dropout, self.training)

@@ -3,7 +3,7 @@ and p2c scores over one relative-position table, log-bucketed distances), embedd
 no absolute positions in v3 (position_biased_input=False), a dense + gelu "ContextPooler" on [CLS] for the
 classifiers, and BERT's (legacy) or lm_predictions' masked-LM head."""
 from ..disentangled import DebertaEmbeddings, DisentangledAttention
-from ..spec import ClassifierSpec, Spec
+from ..spec import BERT_DROPOUT, ClassifierSpec, Spec
 from .bert import ENCODER_TASKS
 
 _LAYER = "encoder.layer.{}"
@@ -20,8 +20,12 @@ SPEC = Spec(
     embedding_projection="if_sizes_differ",  # the masked-LM transform maps to embedding_size
     embeddings_class=DebertaEmbeddings,
     attention_class=DisentangledAttention,
-    classifier=ClassifierSpec(pool="first", dense_act="gelu"),  # ContextPooler (pooler_hidden_act: gelu)
-    multiple_choice=ClassifierSpec(pool="first", dense_act="gelu"),
+    # ContextPooler (pooler_hidden_act: gelu); its own dropout (pooler_dropout, 0 by default) is not modelled
+    classifier=ClassifierSpec(pool="first", dense_act="gelu", dropout_first=False),
+    multiple_choice=ClassifierSpec(pool="first", dense_act="gelu", dropout_first=False),
+    # embeddings, attention probabilities (and the relative table: disentangled.py), each sublayer's output
+    dropout={**BERT_DROPOUT, "classifier": ("cls_dropout", "hidden_dropout_prob"),
+             "token_classifier": ("hidden_dropout_prob",)},
     renames={
         "embeddings.word_embeddings": "embeddings.word",
         "embeddings.position_embeddings": "embeddings.position",
