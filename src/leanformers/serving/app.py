@@ -191,6 +191,10 @@ def create_app(model=None, *, task: str | None = None, gguf_file: str | None = N
     unknown = set(settings) - {f.name for f in dataclasses.fields(Settings)}
     if unknown:
         raise TypeError(f"create_app() got unknown settings: {', '.join(sorted(unknown))}")
+    if settings.get("quantization") is not None:  # a wrong name fails now, not after the server has started
+        from ..modeling.quant import check_quantization
+
+        check_quantization(settings["quantization"])
     state = State(sources, Settings(**settings))
 
     @contextlib.asynccontextmanager

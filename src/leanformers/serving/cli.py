@@ -55,6 +55,13 @@ def main(argv=None) -> int:
     except ImportError as err:
         print(f"leanformers serve: error: {err.name} is missing; pip install 'leanformers[serve]'", file=sys.stderr)
         return 2
+    if args.quantization is not None:
+        from ..modeling.quant import QUANTIZATIONS
+
+        if args.quantization not in QUANTIZATIONS:
+            print(f"leanformers serve: error: unknown --quantization {args.quantization!r}; valid: "
+                  f"{', '.join(QUANTIZATIONS)}", file=sys.stderr)
+            return 2
     return serve(args.model, task=args.task, gguf_file=args.gguf_file, tokenizer=args.tokenizer,
                  served_model_name=args.served_model_name, embedding_model=args.embedding_model,
                  pipelines=pipelines, host=args.host, port=args.port, log_level=args.log_level,
