@@ -63,6 +63,12 @@ def cpu_features() -> dict:
             "engine": engines[0] if engines else None}
 
 
+def int8_levels() -> int:
+    """The largest |q| one int8 operand of the engine may take: 127, or 63 on CPUs without VNNI, where fbgemm's
+    u8 x s8 pair products are summed in int16 (2 x 255 x 127 overflows it, 2 x 255 x 63 does not)."""
+    return 127 if cpu_features()["vnni"] else 63
+
+
 def _weight_only_kernel(device: torch.device) -> str:
     """'bf16' (torch's packed kernels, bf16 activations) or 'dequant' (per-call fp32 dequantization).
     LEANFORMERS_QUANT_KERNEL=dequant forces the fallback (tests run it on any CPU)."""
@@ -88,6 +94,8 @@ def _int8_weight_kernel(device: torch.device, precise: bool) -> str:
 class Int8DynamicLinear(nn.Module):
     """y = x W^T + b with W int8 per output channel and x quantized per call (torch's dynamic quantized linear)."""
 
+    reduce_range = False  # activations keep all 8 bits (the weights give up the bit where one must go: __init__)
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         engine = cpu_features()["engine"]
@@ -97,11 +105,9 @@ class Int8DynamicLinear(nn.Module):
         if torch.backends.quantized.engine in (None, "none"):
             torch.backends.quantized.engine = engine
         weight = weight.detach().float()
-        # AVX2 without VNNI: fbgemm's u8 x s8 pair products saturate int16 (2 x 255 x 127 > 32767). The bit is taken
-        # from the weights (7-bit levels, one scale per output channel) rather than from the activations (one scale
-        # per tensor, where BERT's outlier channels make every bit count): 2 x 255 x 63 fits.
-        levels = 127.0 if cpu_features()["vnni"] else 63.0
-        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / levels
+        # Without VNNI the bit int8_levels() drops is taken from the weights (one scale per output channel) rather
+        # than from the activations (one scale per tensor, where BERT's outlier channels make every bit count)
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / int8_levels()
         with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors; its dynamic linear still takes them
             warnings.simplefilter("ignore", UserWarning)
             qweight = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0,
@@ -112,7 +118,6 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("weight_scale", scale)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
         self._packed = torch.ops.quantized.linear_prepack(qweight, self.bias)
-        self.reduce_range = False  # full 8-bit activations (see the weight levels above)
 
     def forward(self, x):
         shape, dtype = x.shape, x.dtype
@@ -193,6 +198,7 @@ class Int8WeightLinear(nn.Module):
             qweight = torch._make_per_channel_quantized_tensor(self.weight.detach(), self.weight_scale.double(),
                                                                zeros, 0)
         self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+        self._levels = int8_levels()
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8WeightLinear:
@@ -218,8 +224,7 @@ class Int8WeightLinear(nn.Module):
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def _two_pass(self, x):  # x (rows, in) float32 -> (rows, out) float32
-        # AVX2 without VNNI: fbgemm's u8 x s8 pair products saturate int16 unless activations keep to 7 bits
-        levels = 127 if cpu_features()["vnni"] else 63
+        levels = self._levels  # the weights keep 8 bits here, so the activations give up the bit without VNNI
         y = None
         for _ in range(2):  # x = q1 * s1 + residual; the residual's own 7-8 bits give the next bits of x
             scale = float(x.abs().max()) / levels or 1.0
