@@ -271,9 +271,10 @@ def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source=
     model.tie_weights()
     model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
     if missing:
-        from .saving import checkpoint_name  # saving imports this module
+        from .saving import checkpoint_names  # saving imports this module
 
-        named = [checkpoint_name(cls.spec, n, config, cls.task) or n for n in missing]  # transformers' names
+        theirs = checkpoint_names(cls.spec, missing, config, cls.task)
+        named = [theirs[n] or n for n in missing]  # transformers' names
         logger.warning("Some weights of %s were not initialized from %s and are newly initialized: %s\n"
                        "You should probably TRAIN this model on a down-stream task to be able to use it for "
                        "predictions and inference.", type(model).__name__, source, named)

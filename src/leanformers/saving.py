@@ -52,29 +52,31 @@ def to_checkpoint(spec, state_dict: dict, config, task: str = "base") -> tuple[d
     elif hasattr(spec.convert, "inverse"):  # fused.SplitRows: the parts joined back into the checkpoint's tensor
         state_dict = spec.convert.inverse(state_dict, config)
     checkpoint, unnamed = {}, []
+    names = checkpoint_names(spec, state_dict, config, task)
     for name, tensor in state_dict.items():
-        theirs = checkpoint_name(spec, name, config, task)
-        if theirs is None:
+        if names[name] is None:
             unnamed.append(name)
             continue
-        checkpoint[theirs] = tensor
+        checkpoint[names[name]] = tensor
     return checkpoint, unnamed
 
 
-def checkpoint_name(spec, name: str, config, task: str = "base") -> str | None:
-    """One of our parameter names ('model.*', 'head.*') -> transformers' name for it in this task's class
-    ('head.out.weight' -> 'classifier.weight'), or None when the spec has no name for it."""
+def checkpoint_names(spec, names, config, task: str = "base") -> dict[str, str | None]:
+    """Our parameter names ('model.*', 'head.*') -> transformers' name for each in this task's class
+    ('head.out.weight' -> 'classifier.weight'), or None where the spec has no name for it."""
     extra = spec.save_renames(config) if spec.save_renames else {}
     base = _inverse(tuple({**extra, **spec.renames}.items()))  # extra's names first: they win
     head_names = dict(spec.task_head_renames.get(task, {}))  # the task's own names first: they win
     for source, target in spec.head_renames.items():
         head_names.setdefault(source, target)
     head = _inverse(tuple(head_names.items()))
-    where, _, inner = name.partition(".")
-    theirs = _apply(base if where == "model" else head, inner) if where in ("model", "head") else None
-    if theirs is None:
-        return None
-    return (base_prefix(spec, task) if where == "model" else "") + theirs
+    prefix = base_prefix(spec, task)
+    out = {}
+    for name in names:
+        where, _, inner = name.partition(".")
+        theirs = _apply(base if where == "model" else head, inner) if where in ("model", "head") else None
+        out[name] = None if theirs is None else (prefix if where == "model" else "") + theirs
+    return out
 
 
 def _transpose_back(spec, state_dict):
