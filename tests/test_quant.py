@@ -10,7 +10,7 @@ from oracle import save_tiny
 
 import leanformers
 from leanformers import cli
-from leanformers.modeling import quant
+from leanformers.modeling import kernels, quant
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 transformers.logging.set_verbosity_error()
@@ -21,23 +21,62 @@ def relative_error(a, b) -> float:
 
 
 # ---------------------------------------------------------------- the layers against their float math
-@pytest.mark.parametrize("rows", [1, 3, 37])
-@pytest.mark.parametrize("kernel", ["bf16", "dequant"])
-def test_int4_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
+@pytest.mark.parametrize("rows", [1, 3, 37, 70])
+@pytest.mark.parametrize("kernel", ["blocks", "bf16", "dequant"])
+@pytest.mark.parametrize("group_size", [32, 64])
+def test_int4_layer_computes_its_dequantized_weight(rows, kernel, group_size, monkeypatch):
     monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", kernel)
     torch.manual_seed(0)
-    weight, bias, x = torch.randn(48, 64), torch.randn(48), torch.randn(rows, 64)
-    layer = quant.Int4WeightLinear.from_float(weight, bias, group_size=32)
-    assert layer.kernel == kernel and layer.weight.dtype == torch.uint8 and layer.weight.numel() == 48 * 32
+    weight, bias, x = torch.randn(48, 128), torch.randn(48), torch.randn(rows, 128)
+    layer = quant.Int4WeightLinear.from_float(weight, bias, group_size=group_size)
+    assert layer.kernel == kernel and layer.weight.dtype == torch.uint8 and layer.weight.numel() == 48 * 64
     dequantized = layer.dequantize()
     assert relative_error(dequantized, weight) < 0.1  # 4 bits: half a step of 1/15 of each group's range
     reference = x @ dequantized.t() + bias
-    # bf16 activations and outputs on the kernel path (<= 64 rows): ~2^-8 relative; the fp32 path is exact
-    assert relative_error(layer(x), reference) < (1e-2 if kernel == "bf16" and rows <= 64 else 1e-5)
+    # bf16 activations and outputs (torch's kernel, <= 64 rows): ~2^-8 relative; int8 activation blocks (ours,
+    # <= 64 rows): ~1/254 of each block's largest value; the fp32 path is exact
+    bound = {"bf16": 1e-2, "blocks": 1e-2, "dequant": 1e-5}[kernel] if rows <= 64 else 1e-5
+    assert relative_error(layer(x), reference) < bound
+
+
+def blocks_reference(x, codes, d, m=None):
+    """The block kernels' arithmetic in plain torch: x in int8 blocks of 32 (scale = block max / 127, rounded half
+    to even), each block's integer dot product with the weight codes, times both scales, plus m * xd * sum(xq)."""
+    blocks = x.view(x.shape[0], -1, 32)
+    xd = blocks.abs().amax(-1) / 127
+    xq = torch.round(blocks / torch.where(xd > 0, xd, 1)[..., None])
+    dots = torch.einsum("rbi,nbi->rnb", xq.double(), codes.view(codes.shape[0], -1, 32).double())
+    y = (dots * d.double()[None] * xd.double()[:, None]).sum(-1)
+    if m is not None:
+        y += (m.double()[None] * (xd * xq.sum(-1)).double()[:, None]).sum(-1)
+    return y.float()
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
+def test_block_kernels_compute_their_definition(rows):
+    """torch.ops.leanformers.q4_linear / q8_linear equal their arithmetic written out in torch (float64): every
+    row count (register tiles of 4 rows and the 1-3 left over), 4-bit with a minimum, int8 with a scale per block
+    or per row, on the CPUs CI runs on (x86-64 with AVX2)."""
+    assert kernels.blocks(), "the block kernels did not build on this machine (see the warning above)"
+    torch.manual_seed(rows)
+    n, k = 40, 96
+    x = torch.randn(rows, k) * torch.rand(1, k) * 4
+    codes4 = torch.randint(0, 16, (n, k), dtype=torch.uint8)
+    d, m = torch.rand(n, k // 32) / 10, torch.randn(n, k // 32) / 10
+    y = torch.ops.leanformers.q4_linear(x, quant._nibbles(codes4), d, m, None)
+    assert torch.allclose(y, blocks_reference(x, codes4.float(), d, m), rtol=1e-5, atol=1e-5)
+    codes8 = torch.randint(-128, 128, (n, k), dtype=torch.int8)
+    bias = torch.randn(n)
+    y = torch.ops.leanformers.q8_linear(x, codes8, d, bias)
+    assert torch.allclose(y, blocks_reference(x, codes8.float(), d) + bias, rtol=1e-5, atol=1e-4)
+    row_scale = torch.rand(n) / 10
+    y = torch.ops.leanformers.q8_linear(x, codes8, row_scale, None)
+    assert torch.allclose(y, blocks_reference(x, codes8.float(), row_scale[:, None].expand(n, k // 32)),
+                          rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 9])
-@pytest.mark.parametrize("kernel", ["bf16", "int8x2", "dequant"])
+@pytest.mark.parametrize("kernel", ["blocks", "bf16", "int8x2", "dequant"])
 def test_int8_weight_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
     torch.manual_seed(0)
     weight, x = torch.randn(40, 64), torch.randn(2, rows, 64)
@@ -47,7 +86,8 @@ def test_int8_weight_layer_computes_its_dequantized_weight(rows, kernel, monkeyp
         layer._pack()
     assert relative_error(layer.dequantize(), weight) < 0.01
     reference = x @ layer.dequantize().t()
-    bound = {"bf16": 1e-2, "int8x2": 2e-4, "dequant": 1e-5}[kernel] if rows * 2 <= quant.GEMV_ROWS else 1e-5
+    bound = {"bf16": 1e-2, "int8x2": 2e-4, "dequant": 1e-5, "blocks": 0}[kernel] if rows * 2 <= quant.GEMV_ROWS else 1e-5
+    bound = 1e-2 if kernel == "blocks" else bound  # int8 activation blocks, at every row count here
     assert relative_error(layer(x), reference) < bound
 
 
@@ -164,14 +204,15 @@ def test_translation_int8_keeps_95_percent_of_sentences(tmp_path):
 
 
 # ---------------------------------------------------------------- GGUF kept quantized: every stored type
+@pytest.mark.parametrize("kernel", ["blocks", "bf16"])
 @pytest.mark.parametrize("tied", [False, True])
-def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, monkeypatch):
+def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, kernel, monkeypatch):
     """test_gguf.py's tiny Llama stores Q8_0 / Q4_0 / Q4_1 / Q5_1 / F16 / BF16 / F32 tensors: 4-bit blocks become
     int4 layers, wider blocks int8 layers, the Q8_0 embedding an int8 table (shared with a tied head), float types
     stay float; the logits stay close to the dequantized (float32) load."""
     from test_gguf import tiny_hf_weights, write_tiny_gguf
 
-    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "bf16")  # int4 layers on any CPU (AVX2 would take int8 rows)
+    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", kernel)
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied))
     fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
@@ -184,10 +225,18 @@ def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, monkeypatch):
     assert (model.head.decoder.weight is model.model.embeddings.word.weight) == tied
     ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
     assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
-    # the int4 layers hold the file's own 4-bit codes: their weights equal the dequantized file's up to bf16 scales
+    # the int4 layers hold the file's own 4-bit codes: their weights equal the dequantized file's, exactly with the
+    # block kernels (GGUF's own layout and float16 scales), up to bf16 scales with torch's
     for name in ("model.layers.1.attention.k", "model.layers.1.mlp.gate"):
         expected = fp32.get_submodule(name).weight
-        assert relative_error(model.get_submodule(name).dequantize(), expected) < 2 ** -7
+        assert relative_error(model.get_submodule(name).dequantize(), expected) < (1e-6 if kernel == "blocks"
+                                                                                    else 2 ** -7)
+    if kernel == "blocks":  # Q8_0 keeps its scale per block of 32: the file's weights exactly
+        o = model.get_submodule("model.layers.1.attention.o")
+        assert o.weight_scale.shape == (o.out_features, o.in_features // 32)
+        assert relative_error(o.dequantize(), fp32.get_submodule("model.layers.1.attention.o").weight) < 1e-6
+    for step in range(1, 4):  # decoding rows
+        assert relative_error(model(ids[:, :step]).logits, fp32(ids[:, :step]).logits) < 0.03
 
 
 def test_gguf_4bit_blocks_become_int8_rows_without_bf16(tmp_path, monkeypatch):
@@ -198,6 +247,7 @@ def test_gguf_4bit_blocks_become_int8_rows_without_bf16(tmp_path, monkeypatch):
     monkeypatch.delenv("LEANFORMERS_QUANT_KERNEL", raising=False)
     features = {**quant.cpu_features(), "bf16": False}
     monkeypatch.setattr(quant, "cpu_features", lambda: features)
+    monkeypatch.setattr(kernels, "blocks", lambda: False)  # and no C++ compiler for our block kernels
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", False))
     fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")

@@ -294,6 +294,26 @@ class GGUFWeight:
         q, d, zero = (torch.from_numpy(np.ascontiguousarray(self._unpermute(a))) for a in (q, d, zero))
         return q.to(torch.int32), d, zero
 
+    def blocks(self):
+        """Q4_0 / Q4_1 / Q8_0 bit for bit in the block kernels' layout (modeling/kernels): Q4_*: (qs uint8 (out, in/2)
+        with byte j of a block holding inputs j and j + 16, d, m float32 (out, in/32)), weight = d * q + m (Q4_0:
+        m = -8 d); Q8_0: (qs int8 (out, in), d float32 (out, in/32), None), weight = d * q."""
+        import numpy as np
+        import torch
+
+        out, k = self.rows
+        size = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}[self.type_name]
+        blocks = np.asarray(self.raw).reshape(out, k // _BLOCK, size)
+        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        if self.type_name == "Q8_0":
+            qs, m = blocks[..., 2:].view(np.int8).reshape(out, k), None
+        else:
+            qs = blocks[..., size - 16:].reshape(out, k // 2)
+            m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32) if size == 20 else -8 * d
+        arrays = [qs, d] + ([m] if m is not None else [])
+        tensors = [torch.from_numpy(np.ascontiguousarray(self._unpermute(a))) for a in arrays]
+        return tensors[0], tensors[1], tensors[2] if m is not None else None
+
     def dequantize_rows(self, start: int, stop: int):
         """float32 numpy rows [start, stop) of the (unpermuted) weight."""
         import numpy as np

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leanformers.modeling import kernels
+
 logger = logging.getLogger("leanformers")
 
 QUANTIZATIONS = ("int8", "int8-weight", "int4-weight", "gguf")
@@ -70,11 +72,14 @@ def int8_levels() -> int:
 
 
 def _weight_only_kernel(device: torch.device) -> str:
-    """'bf16' (torch's packed kernels, bf16 activations) or 'dequant' (per-call fp32 dequantization).
-    LEANFORMERS_QUANT_KERNEL=dequant forces the fallback (tests run it on any CPU)."""
+    """'blocks' (our block kernels, modeling/kernels: x86-64 with AVX2 + FMA and a C++ compiler), else 'bf16'
+    (torch's packed kernels, bf16 activations; CPUs with AVX512-BF16/AMX) or 'dequant' (per-call fp32
+    dequantization). LEANFORMERS_QUANT_KERNEL=blocks|bf16|dequant forces one (tests run each on any CPU)."""
     forced = os.environ.get("LEANFORMERS_QUANT_KERNEL")
     if forced in ("bf16", "dequant"):
         return forced
+    if device.type == "cpu" and kernels.blocks():
+        return "blocks"
     return "bf16" if device.type == "cpu" and cpu_features()["bf16"] else "dequant"
 
 
@@ -83,7 +88,7 @@ def _int8_weight_kernel(device: torch.device, precise: bool) -> str:
     precise layers and on CPUs without bf16 instructions (AVX2: fbgemm is the fast kernel there), 'bf16' on
     AVX512-BF16/AMX CPUs, 'dequant' without a quantized engine (or when forced)."""
     kernel = _weight_only_kernel(device)
-    if kernel == "dequant" and os.environ.get("LEANFORMERS_QUANT_KERNEL") == "dequant":
+    if kernel == "blocks" or kernel == "dequant" and os.environ.get("LEANFORMERS_QUANT_KERNEL") == "dequant":
         return kernel
     if cpu_features()["engine"] and (precise or kernel == "dequant") and device.type == "cpu":
         return "int8x2"
@@ -164,16 +169,18 @@ class Int8DynamicLinear(nn.Module):
 
 
 # up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
-# with rows, the int4 one stays at or under fp32 up to ~64 rows)
-GEMV_ROWS, INT4_KERNEL_ROWS = 4, 64
+# with rows, the int4 one stays at or under fp32 up to ~64 rows); our block kernels up to BLOCK_KERNEL_ROWS
+GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 64
 OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
 OUTLIER_FACTOR_COLUMNS = 6.0  # dynamic int8: input channels this far above the median channel go through float32
 
 
 class Int8WeightLinear(nn.Module):
-    """Weight-only int8: W = q * scale (one scale per output channel); activations stay float.
+    """Weight-only int8: W = q * scale (one scale per output channel, or per block of 32 inputs for GGUF Q8_0).
 
-    Up to GEMV_ROWS rows (decoding) it runs torch's `_weight_int8pack_mm` on bf16 activations ("bf16" kernel), or,
+    With the block kernels ("blocks": AVX2 CPUs with a compiler) up to BLOCK_KERNEL_ROWS rows run
+    `torch.ops.leanformers.q8_linear` (activations in int8 blocks of 32, integer dot products). Otherwise up to
+    GEMV_ROWS rows (decoding) it runs torch's `_weight_int8pack_mm` on bf16 activations ("bf16" kernel), or,
     for a layer marked `precise` (the LM head, whose close logits bf16 outputs would round into ties), two int8
     passes of the dynamic engine over the activation and its residual, accumulated in int32 ("int8x2": activations
     exact to ~16 bits, fp32 output). More rows (prefill, batches) dequantize the weight into one fp32 MKL GEMM."""
@@ -207,12 +214,19 @@ class Int8WeightLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        return self.weight.float() * self.weight_scale[:, None]
+        scale = self.weight_scale
+        if scale.dim() == 2:  # per block of 32 inputs
+            scale = scale.repeat_interleave(self.in_features // scale.shape[1], dim=1)
+            return self.weight.float() * scale
+        return self.weight.float() * scale[:, None]
 
     def forward(self, x):
         shape = x.shape
         rows = x.numel() // shape[-1] if shape[-1] else 0
-        if self.kernel == "dequant" or rows > GEMV_ROWS:
+        if self.kernel == "blocks" and 0 < rows <= BLOCK_KERNEL_ROWS:
+            y = torch.ops.leanformers.q8_linear(x.reshape(rows, shape[-1]), self.weight, self.weight_scale, self.bias)
+            return y.to(x.dtype).view(*shape[:-1], -1)
+        if self.kernel in ("dequant", "blocks") or rows > GEMV_ROWS:
             y = F.linear(x, self.dequantize().to(x.dtype))
         elif self.kernel == "int8x2":
             y = self._two_pass(x.reshape(rows, shape[-1]).float()).to(x.dtype).view(*shape[:-1], -1)
@@ -241,9 +255,12 @@ class Int8WeightLinear(nn.Module):
 class Int4WeightLinear(nn.Module):
     """Weight-only int4 with a (scale, zero) per group of inputs: W = (q - 8) * scale + zero, q in 0..15.
 
-    Storage: torch's CPU int4 pack (N, K/2 bytes, a blocked layout) and the bf16 `scales_and_zeros`. Up to
-    INT4_KERNEL_ROWS rows run `_weight_int4pack_mm_for_cpu` on bf16 activations; more rows (and CPUs without bf16
-    instructions) dequantize the weight into one fp32 MKL GEMM."""
+    With the block kernels ("blocks": AVX2 CPUs with a compiler) the storage is GGUF's Q4_1 layout: `weight` uint8
+    (N, K/2) where byte j of each block of 32 inputs holds inputs j and j + 16, and `weight_scale` d, `weight_min` m
+    float32 (N, K/32) with W = d * q + m; up to BLOCK_KERNEL_ROWS rows run `torch.ops.leanformers.q4_linear`.
+    Otherwise: torch's CPU int4 pack (N, K/2 bytes, a blocked layout) and the bf16 `scales_and_zeros`; up to
+    INT4_KERNEL_ROWS rows run `_weight_int4pack_mm_for_cpu` on bf16 activations. More rows (and CPUs with neither
+    kernel) dequantize the weight into one fp32 MKL GEMM."""
 
     def __init__(self, q: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int,
                  bias: torch.Tensor | None = None):
@@ -252,11 +269,35 @@ class Int4WeightLinear(nn.Module):
         self.out_features, self.in_features = q.shape
         self.group_size = group_size
         self.kernel = _weight_only_kernel(q.device)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
-        self.weight = nn.Parameter(packed, requires_grad=False)
-        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
-
+        if self.kernel == "blocks":
+            per_block = group_size // 32  # a group of 64..256 inputs is 2..8 blocks sharing its scale and zero
+            scale, zero = (scales_and_zeros[..., i].t().float().repeat_interleave(per_block, 1) for i in (0, 1))
+            self._set_blocks(_nibbles(q), scale, zero - 8 * scale)
+        else:
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
+            self.weight = nn.Parameter(packed, requires_grad=False)
+            self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+
+    def _set_blocks(self, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor):
+        self.weight = nn.Parameter(qs.contiguous(), requires_grad=False)
+        self.register_buffer("weight_scale", d.float().contiguous())
+        self.register_buffer("weight_min", m.float().contiguous())
+
+    @classmethod
+    def from_blocks(cls, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor, bias: torch.Tensor | None = None):
+        """From GGUF Q4_0 / Q4_1 blocks (gguf.GGUFWeight.blocks()): qs uint8 (N, K/2), d and m (N, K/32) with
+        W = d * q + m; kept bit for bit with the block kernels, re-packed for torch's kernel otherwise."""
+        if _weight_only_kernel(qs.device) == "blocks":
+            layer = cls.__new__(cls)
+            nn.Module.__init__(layer)
+            layer.out_features, layer.in_features, layer.group_size, layer.kernel = qs.shape[0], d.shape[1] * 32, 32, \
+                "blocks"
+            layer._set_blocks(qs, d, m)
+            layer.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+            return layer
+        q = torch.stack([qs & 15, qs >> 4], dim=1).view(qs.shape[0], 2, -1, 16).transpose(1, 2).reshape(qs.shape[0], -1)
+        return cls(q.to(torch.int32), torch.stack([d.t(), (m + 8 * d).t()], dim=-1), 32, bias)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = 32):
@@ -265,6 +306,10 @@ class Int4WeightLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
+        if self.kernel == "blocks":
+            qs = self.weight.view(self.out_features, -1, 16)
+            q = torch.cat([qs & 15, qs >> 4], dim=-1).float()  # (N, K/32, 32)
+            return (q * self.weight_scale[..., None] + self.weight_min[..., None]).view(self.out_features, -1)
         packed = self.weight
         nibbles = torch.stack([packed & 15, packed >> 4], dim=-1).view(-1)
         q = nibbles[_int4_unpack_index(self.out_features, self.in_features)].view(self.out_features, -1).float()
@@ -275,7 +320,11 @@ class Int4WeightLinear(nn.Module):
     def forward(self, x):
         shape = x.shape
         rows = x.numel() // shape[-1] if shape[-1] else 0
-        if self.kernel == "dequant" or rows > INT4_KERNEL_ROWS:
+        if self.kernel == "blocks" and 0 < rows <= BLOCK_KERNEL_ROWS:
+            y = torch.ops.leanformers.q4_linear(x.reshape(rows, shape[-1]), self.weight, self.weight_scale,
+                                                self.weight_min, self.bias)
+            return y.to(x.dtype).view(*shape[:-1], -1)
+        if self.kernel in ("dequant", "blocks") or rows > INT4_KERNEL_ROWS:
             y = F.linear(x, self.dequantize().to(x.dtype))
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(rows, shape[-1]).to(torch.bfloat16), self.weight,
@@ -286,6 +335,12 @@ class Int4WeightLinear(nn.Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, int4 weights, "
                 f"group {self.group_size} ({self.kernel})")
+
+
+def _nibbles(q: torch.Tensor) -> torch.Tensor:
+    """q (N, K) in 0..15 -> uint8 (N, K/2) in GGUF's block order: byte j of each block of 32 = q[j] | q[j + 16] << 4."""
+    blocks = q.to(torch.uint8).view(q.shape[0], -1, 32)
+    return (blocks[..., :16] | (blocks[..., 16:] << 4)).reshape(q.shape[0], -1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -351,7 +406,7 @@ def int4_problem(out_features: int, in_features: int, group_size: int, kernel: s
     """Why an (out, in) weight cannot take int4 with this group, or None when it can."""
     if in_features % group_size:
         return f"in_features={in_features} is not divisible by the int4 group size {group_size}"
-    if out_features % 16:
+    if out_features % 16 and kernel != "blocks":
         return f"out_features={out_features} is not divisible by 16 (torch's int4 CPU packing)"
     return None
 
@@ -465,8 +520,8 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
     instructions (AVX2), where no int4 kernel is fast, the 4-bit types become int8 rows too (the int8 engine's
     two-pass kernel); LEANFORMERS_QUANT_KERNEL=bf16|dequant keeps them int4. Returns the report."""
     kernel = _weight_only_kernel(torch.device("cpu"))
-    # without bf16 instructions (AVX2) torch's int4 kernel is ~10x slower than float32 and the dequantizing fallback
-    # too: 4-bit blocks then become int8 rows on the int8 engine (twice the bytes of int4, a quarter of float32)
+    # without bf16 instructions or our block kernels, torch's int4 kernel is ~10x slower than float32 and the
+    # dequantizing fallback too: 4-bit blocks then become int8 rows on the int8 engine (twice the bytes of int4)
     as_int8 = kernel == "dequant" and "LEANFORMERS_QUANT_KERNEL" not in os.environ and cpu_features()["engine"]
     report = {"mode": "gguf", "kernel": "int8x2" if as_int8 else kernel, "group_size": 32, "quantized": [],
               "kept_float": {}, "types": {}, "int4_as_int8": bool(as_int8)}
@@ -493,7 +548,10 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
             continue  # its embedding already installed the shared table
         bias = module.bias if module.bias is not None and not module.bias.is_meta else None
         problem = int4_problem(*weight.rows, 32, kernel) if weight.bits <= 4 else "wider than 4 bits"
-        if problem is None and not as_int8:
+        if kernel == "blocks" and weight.type_name == "Q8_0":  # bit for bit, a scale per block
+            qs, d, _ = weight.blocks()
+            _set_module(model, name, Int8WeightLinear(qs, d, bias))
+        elif problem is None and not as_int8:
             _set_module(model, name, _gguf_int4(weight, bias))
         else:
             if weight.bits <= 4 and problem is not None:
@@ -504,6 +562,8 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
 
 
 def _gguf_int4(weight, bias) -> Int4WeightLinear:
+    if weight.type_name in ("Q4_0", "Q4_1") and _weight_only_kernel(torch.device("cpu")) == "blocks":
+        return Int4WeightLinear.from_blocks(*weight.blocks(), bias)
     if weight.type_name in ("Q4_0", "Q4_1"):
         q, scale, zero = weight.int4_blocks()
         return Int4WeightLinear(q, torch.stack([scale.t(), zero.t()], dim=-1), 32, bias)
