@@ -277,6 +277,7 @@ class Int4WeightLinear(nn.Module):
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
             self.weight = nn.Parameter(packed, requires_grad=False)
             self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
+            self.register_buffer("weight_min", None)  # torch's layout (see dequantize)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
 
     def _set_blocks(self, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor):
@@ -306,7 +307,7 @@ class Int4WeightLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        if self.kernel == "blocks":
+        if self.weight_min is not None:  # GGUF's block layout (the block kernels' storage)
             qs = self.weight.view(self.out_features, -1, 16)
             q = torch.cat([qs & 15, qs >> 4], dim=-1).float()  # (N, K/32, 32)
             return (q * self.weight_scale[..., None] + self.weight_min[..., None]).view(self.out_features, -1)

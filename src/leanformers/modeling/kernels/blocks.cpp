@@ -1,6 +1,10 @@
-// Block-quantized linears for CPUs with AVX2 + FMA, as llama.cpp computes them: weights in blocks of 32 inputs
-// (int8 with a scale, or 4-bit with a scale and a minimum), activations quantized once per call to int8 blocks of 32
-// (Q8_0), and each block's dot product taken in integers (maddubs: u8 x s8 pairs summed into int16, then int32).
+// Block-quantized linears for CPUs with AVX2 + FMA, after llama.cpp: weights in blocks of 32 inputs (int8 with a
+// scale, or 4-bit with a scale and a minimum), activations quantized once per call into int8 blocks of 32, and each
+// block's dot product taken in integers (maddubs: u8 x s8 pairs summed into int16, then int32).
+// Unlike llama.cpp's Q8 activations (8 bits, which flip SmolLM2's close first token), each activation block is two
+// int8 vectors, x = xd * (q1 + q2 / 254): q2 is the rounding residual of q1, so activations keep ~16 bits and the
+// result is the weight-only product up to ~2^-16 of each block's largest input. Both are read against one unpacked
+// weight block and combined in int32 (254 * dot1 + dot2) before the one float multiply-add.
 // One pass over the weight bytes per call, whatever the number of activation rows (up to ROWS at a time).
 //
 // Registered as torch.ops.leanformers.q4_linear / q8_linear; built and loaded by kernels/__init__.py.
@@ -15,28 +19,37 @@ namespace {
 constexpr int64_t QK = 32;   // inputs per block
 constexpr int64_t ROWS = 4;  // activation rows sharing one read of a weight block
 
-// x (M, K) float -> xq (M, K) int8, xd (M, K/32) scales, xs (M, K/32) = xd * sum of the block's xq
+// x (M, K) float -> xq (M, K/32, 2, 32) int8 (q1, q2 per block), xd (M, K/32) = block max / 254 (the scale of
+// 254 * q1 + q2), xs (M, K/32) = the block's float sum (for the 4-bit minimum). Compiled without FMA contraction
+// (-ffp-contract=off) so that it rounds as the same float32 operations in torch do.
 void quantize_activations(const float* x, int64_t blocks, int8_t* xq, float* xd, float* xs) {
   for (int64_t b = 0; b < blocks; ++b) {
     const float* v = x + b * QK;
-    float amax = 0.f;
-    for (int i = 0; i < QK; ++i) amax = std::fmax(amax, std::fabs(v[i]));
-    const float d = amax / 127.f, id = amax > 0.f ? 127.f / amax : 0.f;
-    int sum = 0;
+    float amax = 0.f, sum = 0.f;
     for (int i = 0; i < QK; ++i) {
-      const int q = static_cast<int>(std::nearbyint(v[i] * id));
-      xq[b * QK + i] = static_cast<int8_t>(q);
-      sum += q;
+      amax = std::fmax(amax, std::fabs(v[i]));
+      sum += v[i];
     }
-    xd[b] = d;
-    xs[b] = d * static_cast<float>(sum);
+    const float id = amax > 0.f ? 127.f / amax : 0.f;
+    for (int i = 0; i < QK; ++i) {
+      const float t = v[i] * id, q1 = std::nearbyint(t);
+      xq[b * 2 * QK + i] = static_cast<int8_t>(q1);
+      xq[b * 2 * QK + QK + i] = static_cast<int8_t>(std::fmax(-127.f, std::fmin(127.f, std::nearbyint((t - q1) * 254.f))));
+    }
+    xd[b] = amax / 127.f / 254.f;
+    xs[b] = sum;
   }
 }
 
-inline __m256 dot_u8s8(__m256i u, __m256i s) {  // 32 u8 x s8 products -> 8 float partial sums
-  const __m256i pairs = _mm256_maddubs_epi16(u, s);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+// 32 u8 weights x one activation block (s1, s2 signed as the weights need) -> 8 float partial sums of
+// 254 * (u . s1) + (u . s2). Pair sums stay within int16: |2 * 255 * 127| would not, but u <= 128 here.
+inline __m256 dot_block(__m256i u, __m256i s1, __m256i s2) {
+  const __m256i high = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s1), _mm256_set1_epi16(254));
+  const __m256i low = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s2), _mm256_set1_epi16(1));
+  return _mm256_cvtepi32_ps(_mm256_add_epi32(high, low));
 }
+
+inline __m256i load32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -66,11 +79,11 @@ void q4_row(const uint8_t* wq, const float* wd, const float* wm, const Activatio
     const __m256i w = unpack_q4(wq + b * QK / 2);
     for (int r = 0; r < R; ++r) {
       const int64_t at = (row0 + r) * a.blocks + b;
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + at * QK));
-      acc[b & 1][r] = _mm256_fmadd_ps(dot_u8s8(w, x), _mm256_set1_ps(wd[b] * a.d[at]), acc[b & 1][r]);
+      const __m256 dot = dot_block(w, load32(a.q + at * 2 * QK), load32(a.q + at * 2 * QK + QK));
+      acc[b & 1][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(wd[b] * a.d[at]), acc[b & 1][r]);
     }
   }
-  for (int r = 0; r < R; ++r) {  // + sum over blocks of m * xd * sum(xq), eight blocks at a time
+  for (int r = 0; r < R; ++r) {  // + sum over blocks of m * (the block's sum of x), eight blocks at a time
     const float* xs = a.s + (row0 + r) * a.blocks;
     __m256 sums = _mm256_setzero_ps();
     int64_t b = 0;
@@ -93,9 +106,9 @@ void q8_row(const int8_t* wq, const float* wd, int64_t scale_step, const Activat
     const float d = wd[b * scale_step];
     for (int r = 0; r < R; ++r) {
       const int64_t at = (row0 + r) * a.blocks + b;
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + at * QK));
-      acc[b & 1][r] = _mm256_fmadd_ps(dot_u8s8(magnitude, _mm256_sign_epi8(x, w)), _mm256_set1_ps(d * a.d[at]),
-                                      acc[b & 1][r]);
+      const __m256 dot = dot_block(magnitude, _mm256_sign_epi8(load32(a.q + at * 2 * QK), w),
+                                   _mm256_sign_epi8(load32(a.q + at * 2 * QK + QK), w));
+      acc[b & 1][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(d * a.d[at]), acc[b & 1][r]);
     }
   }
   for (int r = 0; r < R; ++r) out[r * out_stride] = hsum(_mm256_add_ps(acc[0][r], acc[1][r]));
@@ -109,7 +122,7 @@ at::Tensor run(const at::Tensor& x_in, int64_t out_features, const c10::optional
   const int64_t rows = x.size(0), in_features = x.size(1);
   TORCH_CHECK(in_features % QK == 0, "in_features must be a multiple of 32");
   const int64_t blocks = in_features / QK;
-  at::Tensor xq = at::empty({rows, in_features}, x.options().dtype(at::kChar));
+  at::Tensor xq = at::empty({rows, 2 * in_features}, x.options().dtype(at::kChar));
   at::Tensor xd = at::empty({rows, blocks}, x.options()), xs = at::empty({rows, blocks}, x.options());
   quantize_activations(x.data_ptr<float>(), rows * blocks, xq.data_ptr<int8_t>(), xd.data_ptr<float>(),
                        xs.data_ptr<float>());
