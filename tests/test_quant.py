@@ -21,28 +21,41 @@ def relative_error(a, b) -> float:
 
 
 # ---------------------------------------------------------------- the layers against their float math
-@pytest.mark.parametrize("rows", [1, 3, 37, 70])
-@pytest.mark.parametrize("kernel", ["blocks", "bf16", "dequant"])
-@pytest.mark.parametrize("group_size", [32, 64])
-def test_int4_layer_computes_its_dequantized_weight(rows, kernel, group_size, monkeypatch):
+@pytest.mark.parametrize("rows", [1, 3, 37])
+@pytest.mark.parametrize("kernel", ["bf16", "dequant"])
+def test_int4_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
     monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", kernel)
     torch.manual_seed(0)
-    weight, bias, x = torch.randn(48, 128), torch.randn(48), torch.randn(rows, 128)
-    layer = quant.Int4WeightLinear.from_float(weight, bias, group_size=group_size)
-    assert layer.kernel == kernel and layer.weight.dtype == torch.uint8 and layer.weight.numel() == 48 * 64
+    weight, bias, x = torch.randn(48, 64), torch.randn(48), torch.randn(rows, 64)
+    layer = quant.Int4WeightLinear.from_float(weight, bias, group_size=32)
+    assert layer.kernel == kernel and layer.weight.dtype == torch.uint8 and layer.weight.numel() == 48 * 32
     dequantized = layer.dequantize()
     assert relative_error(dequantized, weight) < 0.1  # 4 bits: half a step of 1/15 of each group's range
     reference = x @ dequantized.t() + bias
-    # bf16 activations and outputs (torch's kernel, <= 64 rows): ~2^-8 relative; int8 activation blocks (ours,
-    # <= 64 rows): ~1/254 of each block's largest value; the fp32 path is exact
-    bound = {"bf16": 1e-2, "blocks": 1e-4, "dequant": 1e-5}[kernel] if rows <= 64 else 1e-5
+    # bf16 activations and outputs on the kernel path (<= 64 rows): ~2^-8 relative; the fp32 path is exact
+    assert relative_error(layer(x), reference) < (1e-2 if kernel == "bf16" and rows <= 64 else 1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 9])
+@pytest.mark.parametrize("kernel", ["bf16", "int8x2", "dequant"])
+def test_int8_weight_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
+    torch.manual_seed(0)
+    weight, x = torch.randn(40, 64), torch.randn(2, rows, 64)
+    layer = quant.Int8WeightLinear.from_float(weight)
+    layer.kernel = kernel
+    if kernel == "int8x2":
+        layer._pack()
+    assert relative_error(layer.dequantize(), weight) < 0.01
+    reference = x @ layer.dequantize().t()
+    bound = {"bf16": 1e-2, "int8x2": 2e-4, "dequant": 1e-5}[kernel] if rows * 2 <= quant.GEMV_ROWS else 1e-5
     assert relative_error(layer(x), reference) < bound
 
 
+# ---------------------------------------------------------------- the GGML-block kernels (ours, modeling/kernels)
 def blocks_reference(x, codes, d, m=None):
-    """The block kernels' arithmetic in plain torch: each block of 32 inputs as x = xd * (q1 + q2 / 254) (q1 =
-    round(x * 127 / block max), q2 = round((x * 127 / block max - q1) * 254), half to even), its integer dot
-    products with the weight codes times both scales, plus m * (the block's float sum of x)."""
+    """The block kernels' arithmetic in plain torch (float64 sums): each block of 32 inputs as x = xd * (q1 + q2 /
+    254) with t = x * 127 / block max, q1 = round(t), q2 = round((t - q1) * 254) (half to even); each block's
+    integer dot products with the weight codes times both scales; plus m * (the block's float sum of x)."""
     blocks = x.view(x.shape[0], -1, 32)
     amax = blocks.abs().amax(-1, keepdim=True)
     t = blocks * torch.where(amax > 0, 127 / amax, 0)
@@ -57,42 +70,44 @@ def blocks_reference(x, codes, d, m=None):
     return y.float()
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
-def test_block_kernels_compute_their_definition(rows):
-    """torch.ops.leanformers.q4_linear / q8_linear equal their arithmetic written out in torch (float64): every
-    row count (register tiles of 4 rows and the 1-3 left over), 4-bit with a minimum, int8 with a scale per block
-    or per row, on the CPUs CI runs on (x86-64 with AVX2)."""
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 9])
+@pytest.mark.parametrize("out_features", [40, 7])
+def test_block_kernels_compute_their_definition(rows, out_features):
+    """torch.ops.leanformers.q4_linear / q8_linear on GGUF Q4_1 / Q8_0 bytes equal their arithmetic written out in
+    torch: tiles of 4 output features and the 1-3 left over, any number of rows, on the CPUs CI runs on (x86-64
+    with AVX2 + FMA + F16C: built here, never skipped)."""
     assert kernels.blocks(), "the block kernels did not build on this machine (see the warning above)"
     torch.manual_seed(rows)
-    n, k = 40, 96
+    n, k = out_features, 96
     x = torch.randn(rows, k) * torch.rand(1, k) * 4
     codes4 = torch.randint(0, 16, (n, k), dtype=torch.uint8)
-    d, m = torch.rand(n, k // 32) / 10, torch.randn(n, k // 32) / 10
-    y = torch.ops.leanformers.q4_linear(x, quant._nibbles(codes4), d, m, None)
-    assert relative_error(y, blocks_reference(x, codes4.float(), d, m)) < 1e-5  # float32 sums, float64 reference
+    d, m = (torch.rand(n, k // 32) / 10).half().float(), (torch.randn(n, k // 32) / 10).half().float()
+    y = torch.ops.leanformers.q4_linear(x, quant.q4_1_blocks(codes4, d, m), None)
+    assert relative_error(y, blocks_reference(x, codes4.float(), d, m)) < 1e-5  # float32 sums vs float64
     codes8 = torch.randint(-128, 128, (n, k), dtype=torch.int8)
     bias = torch.randn(n)
-    y = torch.ops.leanformers.q8_linear(x, codes8, d, bias)
+    y = torch.ops.leanformers.q8_linear(x, quant.q8_0_blocks(codes8, d), bias)
     assert relative_error(y, blocks_reference(x, codes8.float(), d) + bias) < 1e-5
-    row_scale = torch.rand(n) / 10
-    y = torch.ops.leanformers.q8_linear(x, codes8, row_scale, None)
-    assert relative_error(y, blocks_reference(x, codes8.float(), row_scale[:, None].expand(n, k // 32))) < 1e-5
+    with pytest.raises(RuntimeError, match="does not match blocks"):
+        torch.ops.leanformers.q8_linear(x[:, :64], quant.q8_0_blocks(codes8, d), None)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 9])
-@pytest.mark.parametrize("kernel", ["blocks", "bf16", "int8x2", "dequant"])
-def test_int8_weight_layer_computes_its_dequantized_weight(rows, kernel, monkeypatch):
+@pytest.mark.parametrize("block_type,group_size", [("Q4_1", 32), ("Q4_1", 128), ("Q8_0", 32)])
+@pytest.mark.parametrize("rows", [1, 3, 8, 37])
+def test_block_linear_computes_its_dequantized_weight(block_type, group_size, rows):
     torch.manual_seed(0)
-    weight, x = torch.randn(40, 64), torch.randn(2, rows, 64)
-    layer = quant.Int8WeightLinear.from_float(weight)
-    layer.kernel = kernel
-    if kernel == "int8x2":
-        layer._pack()
-    assert relative_error(layer.dequantize(), weight) < 0.01
-    reference = x @ layer.dequantize().t()
-    bound = {"bf16": 1e-2, "int8x2": 2e-4, "dequant": 1e-5, "blocks": 0}[kernel] if rows * 2 <= quant.GEMV_ROWS else 1e-5
-    bound = 1e-4 if kernel == "blocks" else bound  # ~16-bit activation blocks, at every row count here
-    assert relative_error(layer(x), reference) < bound
+    weight, bias, x = torch.randn(48, 256), torch.randn(48), torch.randn(rows, 256)
+    layer = quant.BlockLinear.from_float(weight, block_type, bias, group_size)
+    assert layer.weight.dtype == torch.uint8 and layer.weight.shape == (48, 8 * quant.BLOCK_BYTES[block_type])
+    dequantized = layer.dequantize()
+    # 4 bits: half a step of 1/15 of each group's range; 8 bits: half a step of 1/127 of each block's largest
+    assert relative_error(dequantized, weight) < (0.1 if block_type == "Q4_1" else 0.005)
+    if group_size == 128:  # one float16 scale and minimum per group of 128, repeated over its 4 blocks
+        scales = layer.weight.view(48, 8, 20)[..., :4]
+        assert torch.equal(scales[:, 0::4], scales[:, 1::4]) and torch.equal(scales[:, 0::4], scales[:, 3::4])
+    reference = x @ dequantized.t() + bias
+    # up to BLOCK_KERNEL_ROWS rows our kernel (activations to ~2^-16 of each block's largest), then fp32 MKL
+    assert relative_error(layer(x), reference) < (1e-4 if rows <= quant.BLOCK_KERNEL_ROWS else 1e-5)
 
 
 def test_int8_dynamic_layer_is_close_to_float():
@@ -126,9 +141,12 @@ def test_from_pretrained_quantizes_every_linear(tiny_gpt2, mode):
     report = model.quantization_report
     assert report["mode"] == mode and not report["kept_float"]
     assert not any(type(m) in (torch.nn.Linear, leanformers.modeling.packed.PackedLinear) for m in model.modules())
-    if mode != "int8":  # the tied head and the embedding share one int8 table
+    if mode != "int8":  # the tied head and the embedding share one int8 table (Q8_0 blocks with our kernels)
         assert model.head.decoder.weight is model.model.embeddings.word.weight
-        assert model.head.decoder.weight.dtype == torch.int8
+        assert isinstance(model.model.embeddings.word, quant.BlockEmbedding)
+        assert model.head.decoder.weight.dtype == torch.uint8 and model.head.decoder.block_type == "Q8_0"
+        layers = [m for m in model.modules() if isinstance(m, quant.BlockLinear)]
+        assert {m.block_type for m in layers} == {"Q8_0" if mode == "int8-weight" else "Q4_1"} | {"Q8_0"}
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(0))
     # random Gaussian weights are the worst case for 4 bits (no structure); real models: test_quant_real.py
     bound = 0.1 if mode == "int4-weight" else 0.05
@@ -208,15 +226,14 @@ def test_translation_int8_keeps_95_percent_of_sentences(tmp_path):
 
 
 # ---------------------------------------------------------------- GGUF kept quantized: every stored type
-@pytest.mark.parametrize("kernel", ["blocks", "bf16"])
 @pytest.mark.parametrize("tied", [False, True])
-def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, kernel, monkeypatch):
+def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, monkeypatch):
     """test_gguf.py's tiny Llama stores Q8_0 / Q4_0 / Q4_1 / Q5_1 / F16 / BF16 / F32 tensors: 4-bit blocks become
     int4 layers, wider blocks int8 layers, the Q8_0 embedding an int8 table (shared with a tied head), float types
     stay float; the logits stay close to the dequantized (float32) load."""
     from test_gguf import tiny_hf_weights, write_tiny_gguf
 
-    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", kernel)
+    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "bf16")  # int4 layers on any CPU (AVX2 would take int8 rows)
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied))
     fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
@@ -229,17 +246,42 @@ def test_tiny_gguf_kept_quantized_maps_each_type(tmp_path, tied, kernel, monkeyp
     assert (model.head.decoder.weight is model.model.embeddings.word.weight) == tied
     ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
     assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
-    # the int4 layers hold the file's own 4-bit codes: their weights equal the dequantized file's, exactly with the
-    # block kernels (GGUF's own layout and float16 scales), up to bf16 scales with torch's
+    # the int4 layers hold the file's own 4-bit codes: their weights equal the dequantized file's up to bf16 scales
     for name in ("model.layers.1.attention.k", "model.layers.1.mlp.gate"):
         expected = fp32.get_submodule(name).weight
-        assert relative_error(model.get_submodule(name).dequantize(), expected) < (1e-6 if kernel == "blocks"
-                                                                                    else 2 ** -7)
-    if kernel == "blocks":  # Q8_0 keeps its scale per block of 32: the file's weights exactly
-        o = model.get_submodule("model.layers.1.attention.o")
-        assert o.weight_scale.shape == (o.out_features, o.in_features // 32)
-        assert relative_error(o.dequantize(), fp32.get_submodule("model.layers.1.attention.o").weight) < 1e-6
-    for step in range(1, 4):  # decoding rows
+        assert relative_error(model.get_submodule(name).dequantize(), expected) < 2 ** -7
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_tiny_gguf_keeps_the_file_blocks_with_the_block_kernels(tmp_path, tied, monkeypatch):
+    """With our block kernels (the default on AVX2 CPUs): Q4_1 and Q8_0 tensors hold the file's bytes, Q4_0 the
+    same codes as Q4_1 (m = -8 d), Q5_1 is re-quantized to Q8_0, the Q8_0 embedding stays a Q8_0 table (shared
+    with a tied head), float types stay float; weights equal the dequantized file's exactly where bit for bit."""
+    import gguf
+    from test_gguf import tiny_hf_weights, write_tiny_gguf
+
+    monkeypatch.delenv("LEANFORMERS_QUANT_KERNEL", raising=False)
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", tied))
+    fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")
+    assert model.quantization_report["kernel"] == "blocks" and not model.quantization_report["kept_float"]
+    layer = model.model.layers[1]
+    kinds = {"attention.k": "Q4_1", "mlp.gate": "Q4_1", "attention.o": "Q8_0", "mlp.up": "Q8_0"}
+    for name, block_type in kinds.items():
+        module = layer.get_submodule(name)
+        assert isinstance(module, quant.BlockLinear) and module.block_type == block_type, name
+    assert type(layer.attention.q) is torch.nn.Linear and type(layer.mlp.down) is torch.nn.Linear  # F16, F32
+    assert isinstance(model.model.embeddings.word, quant.BlockEmbedding)
+    assert (model.head.decoder.weight is model.model.embeddings.word.weight) == tied
+    stored = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    assert torch.equal(layer.mlp.gate.weight, torch.from_numpy(stored["blk.1.ffn_gate.weight"].data.copy()))
+    assert torch.equal(layer.attention.o.weight, torch.from_numpy(stored["blk.1.attn_output.weight"].data.copy()))
+    for name in ("attention.k", "mlp.gate", "attention.o"):  # Q4_0, Q4_1, Q8_0: exactly the file's weights
+        expected = fp32.model.layers[1].get_submodule(name).weight
+        assert relative_error(layer.get_submodule(name).dequantize(), expected) < 1e-6, name
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
+    assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
+    for step in range(1, 4):  # decoding rows: the kernels
         assert relative_error(model(ids[:, :step]).logits, fp32(ids[:, :step]).logits) < 0.03
 
 
@@ -251,7 +293,7 @@ def test_gguf_4bit_blocks_become_int8_rows_without_bf16(tmp_path, monkeypatch):
     monkeypatch.delenv("LEANFORMERS_QUANT_KERNEL", raising=False)
     features = {**quant.cpu_features(), "bf16": False}
     monkeypatch.setattr(quant, "cpu_features", lambda: features)
-    monkeypatch.setattr(kernels, "blocks", lambda: False)  # and no C++ compiler for our block kernels
+    monkeypatch.setattr(kernels, "blocks", lambda: False)  # nor a C++ compiler for our block kernels
     path = write_tiny_gguf(tmp_path / "tiny.gguf", "llama", tiny_hf_weights("llama", False))
     fp32 = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     model = leanformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, quantization="gguf")

@@ -294,25 +294,24 @@ class GGUFWeight:
         q, d, zero = (torch.from_numpy(np.ascontiguousarray(self._unpermute(a))) for a in (q, d, zero))
         return q.to(torch.int32), d, zero
 
-    def blocks(self):
-        """Q4_0 / Q4_1 / Q8_0 bit for bit in the block kernels' layout (modeling/kernels): Q4_*: (qs uint8 (out, in/2)
-        with byte j of a block holding inputs j and j + 16, d, m float32 (out, in/32)), weight = d * q + m (Q4_0:
-        m = -8 d); Q8_0: (qs int8 (out, in), d float32 (out, in/32), None), weight = d * q."""
+    def ggml_blocks(self):
+        """The weight as the block kernels take it (modeling/quant.BlockLinear): (block type, torch uint8 (out,
+        bytes per row)). Q4_1 and Q8_0 are the file's own bytes (copied out of the mapping, rows unpermuted); Q4_0
+        becomes Q4_1 exactly (m = -8 d, the same codes); other types return None."""
         import numpy as np
         import torch
 
-        out, k = self.rows
-        size = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}[self.type_name]
-        blocks = np.asarray(self.raw).reshape(out, k // _BLOCK, size)
-        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-        if self.type_name == "Q8_0":
-            qs, m = blocks[..., 2:].view(np.int8).reshape(out, k), None
-        else:
-            qs = blocks[..., size - 16:].reshape(out, k // 2)
-            m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32) if size == 20 else -8 * d
-        arrays = [qs, d] + ([m] if m is not None else [])
-        tensors = [torch.from_numpy(np.ascontiguousarray(self._unpermute(a))) for a in arrays]
-        return tensors[0], tensors[1], tensors[2] if m is not None else None
+        if self.type_name not in ("Q4_0", "Q4_1", "Q8_0"):
+            return None
+        raw = np.asarray(self.raw)
+        if self.type_name == "Q4_0":  # d, 16 code bytes -> d, m = -8 d, the same 16 bytes
+            out, k = self.rows
+            blocks = raw.reshape(out, k // _BLOCK, 18)
+            d = blocks[..., 0:2].copy().view(np.float16)
+            m = (d.astype(np.float32) * -8).astype(np.float16)
+            raw = np.concatenate([blocks[..., 0:2], m.view(np.uint8), blocks[..., 2:]], axis=-1).reshape(out, -1)
+        block_type = "Q8_0" if self.type_name == "Q8_0" else "Q4_1"
+        return block_type, torch.from_numpy(np.ascontiguousarray(self._unpermute(raw)).copy())
 
     def dequantize_rows(self, start: int, stop: int):
         """float32 numpy rows [start, stop) of the (unpermuted) weight."""

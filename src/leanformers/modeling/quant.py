@@ -72,9 +72,9 @@ def int8_levels() -> int:
 
 
 def _weight_only_kernel(device: torch.device) -> str:
-    """'blocks' (our block kernels, modeling/kernels: x86-64 with AVX2 + FMA and a C++ compiler), else 'bf16'
-    (torch's packed kernels, bf16 activations; CPUs with AVX512-BF16/AMX) or 'dequant' (per-call fp32
-    dequantization). LEANFORMERS_QUANT_KERNEL=blocks|bf16|dequant forces one (tests run each on any CPU)."""
+    """'blocks' (our GGML-block kernels, modeling/kernels: x86-64 with AVX2, FMA, F16C and a C++ compiler), else
+    'bf16' (torch's packed kernels, bf16 activations) or 'dequant' (per-call fp32 dequantization).
+    LEANFORMERS_QUANT_KERNEL=blocks|bf16|dequant forces one (tests run each on any CPU)."""
     forced = os.environ.get("LEANFORMERS_QUANT_KERNEL")
     if forced in ("bf16", "dequant"):
         return forced
@@ -88,7 +88,7 @@ def _int8_weight_kernel(device: torch.device, precise: bool) -> str:
     precise layers and on CPUs without bf16 instructions (AVX2: fbgemm is the fast kernel there), 'bf16' on
     AVX512-BF16/AMX CPUs, 'dequant' without a quantized engine (or when forced)."""
     kernel = _weight_only_kernel(device)
-    if kernel == "blocks" or kernel == "dequant" and os.environ.get("LEANFORMERS_QUANT_KERNEL") == "dequant":
+    if kernel == "dequant" and os.environ.get("LEANFORMERS_QUANT_KERNEL") == "dequant":
         return kernel
     if cpu_features()["engine"] and (precise or kernel == "dequant") and device.type == "cpu":
         return "int8x2"
@@ -170,17 +170,15 @@ class Int8DynamicLinear(nn.Module):
 
 # up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
 # with rows, the int4 one stays at or under fp32 up to ~64 rows); our block kernels up to BLOCK_KERNEL_ROWS
-GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 64
+GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 8
 OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
 OUTLIER_FACTOR_COLUMNS = 6.0  # dynamic int8: input channels this far above the median channel go through float32
 
 
 class Int8WeightLinear(nn.Module):
-    """Weight-only int8: W = q * scale (one scale per output channel, or per block of 32 inputs for GGUF Q8_0).
+    """Weight-only int8: W = q * scale (one scale per output channel); activations stay float.
 
-    With the block kernels ("blocks": AVX2 CPUs with a compiler) up to BLOCK_KERNEL_ROWS rows run
-    `torch.ops.leanformers.q8_linear` (activations in int8 blocks of 32, integer dot products). Otherwise up to
-    GEMV_ROWS rows (decoding) it runs torch's `_weight_int8pack_mm` on bf16 activations ("bf16" kernel), or,
+    Up to GEMV_ROWS rows (decoding) it runs torch's `_weight_int8pack_mm` on bf16 activations ("bf16" kernel), or,
     for a layer marked `precise` (the LM head, whose close logits bf16 outputs would round into ties), two int8
     passes of the dynamic engine over the activation and its residual, accumulated in int32 ("int8x2": activations
     exact to ~16 bits, fp32 output). More rows (prefill, batches) dequantize the weight into one fp32 MKL GEMM."""
@@ -214,19 +212,12 @@ class Int8WeightLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        scale = self.weight_scale
-        if scale.dim() == 2:  # per block of 32 inputs
-            scale = scale.repeat_interleave(self.in_features // scale.shape[1], dim=1)
-            return self.weight.float() * scale
-        return self.weight.float() * scale[:, None]
+        return self.weight.float() * self.weight_scale[:, None]
 
     def forward(self, x):
         shape = x.shape
         rows = x.numel() // shape[-1] if shape[-1] else 0
-        if self.kernel == "blocks" and 0 < rows <= BLOCK_KERNEL_ROWS:
-            y = torch.ops.leanformers.q8_linear(x.reshape(rows, shape[-1]), self.weight, self.weight_scale, self.bias)
-            return y.to(x.dtype).view(*shape[:-1], -1)
-        if self.kernel in ("dequant", "blocks") or rows > GEMV_ROWS:
+        if self.kernel == "dequant" or rows > GEMV_ROWS:
             y = F.linear(x, self.dequantize().to(x.dtype))
         elif self.kernel == "int8x2":
             y = self._two_pass(x.reshape(rows, shape[-1]).float()).to(x.dtype).view(*shape[:-1], -1)
@@ -255,12 +246,9 @@ class Int8WeightLinear(nn.Module):
 class Int4WeightLinear(nn.Module):
     """Weight-only int4 with a (scale, zero) per group of inputs: W = (q - 8) * scale + zero, q in 0..15.
 
-    With the block kernels ("blocks": AVX2 CPUs with a compiler) the storage is GGUF's Q4_1 layout: `weight` uint8
-    (N, K/2) where byte j of each block of 32 inputs holds inputs j and j + 16, and `weight_scale` d, `weight_min` m
-    float32 (N, K/32) with W = d * q + m; up to BLOCK_KERNEL_ROWS rows run `torch.ops.leanformers.q4_linear`.
-    Otherwise: torch's CPU int4 pack (N, K/2 bytes, a blocked layout) and the bf16 `scales_and_zeros`; up to
-    INT4_KERNEL_ROWS rows run `_weight_int4pack_mm_for_cpu` on bf16 activations. More rows (and CPUs with neither
-    kernel) dequantize the weight into one fp32 MKL GEMM."""
+    Storage: torch's CPU int4 pack (N, K/2 bytes, a blocked layout) and the bf16 `scales_and_zeros`. Up to
+    INT4_KERNEL_ROWS rows run `_weight_int4pack_mm_for_cpu` on bf16 activations; more rows (and CPUs without bf16
+    instructions) dequantize the weight into one fp32 MKL GEMM."""
 
     def __init__(self, q: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int,
                  bias: torch.Tensor | None = None):
@@ -269,36 +257,11 @@ class Int4WeightLinear(nn.Module):
         self.out_features, self.in_features = q.shape
         self.group_size = group_size
         self.kernel = _weight_only_kernel(q.device)
-        if self.kernel == "blocks":
-            per_block = group_size // 32  # a group of 64..256 inputs is 2..8 blocks sharing its scale and zero
-            scale, zero = (scales_and_zeros[..., i].t().float().repeat_interleave(per_block, 1) for i in (0, 1))
-            self._set_blocks(_nibbles(q), scale, zero - 8 * scale)
-        else:
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
-            self.weight = nn.Parameter(packed, requires_grad=False)
-            self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
-            self.register_buffer("weight_min", None)  # torch's layout (see dequantize)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 2)
+        self.weight = nn.Parameter(packed, requires_grad=False)
+        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
+
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
-
-    def _set_blocks(self, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor):
-        self.weight = nn.Parameter(qs.contiguous(), requires_grad=False)
-        self.register_buffer("weight_scale", d.float().contiguous())
-        self.register_buffer("weight_min", m.float().contiguous())
-
-    @classmethod
-    def from_blocks(cls, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor, bias: torch.Tensor | None = None):
-        """From GGUF Q4_0 / Q4_1 blocks (gguf.GGUFWeight.blocks()): qs uint8 (N, K/2), d and m (N, K/32) with
-        W = d * q + m; kept bit for bit with the block kernels, re-packed for torch's kernel otherwise."""
-        if _weight_only_kernel(qs.device) == "blocks":
-            layer = cls.__new__(cls)
-            nn.Module.__init__(layer)
-            layer.out_features, layer.in_features, layer.group_size, layer.kernel = qs.shape[0], d.shape[1] * 32, 32, \
-                "blocks"
-            layer._set_blocks(qs, d, m)
-            layer.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
-            return layer
-        q = torch.stack([qs & 15, qs >> 4], dim=1).view(qs.shape[0], 2, -1, 16).transpose(1, 2).reshape(qs.shape[0], -1)
-        return cls(q.to(torch.int32), torch.stack([d.t(), (m + 8 * d).t()], dim=-1), 32, bias)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = 32):
@@ -307,10 +270,6 @@ class Int4WeightLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        if self.weight_min is not None:  # GGUF's block layout (the block kernels' storage)
-            qs = self.weight.view(self.out_features, -1, 16)
-            q = torch.cat([qs & 15, qs >> 4], dim=-1).float()  # (N, K/32, 32)
-            return (q * self.weight_scale[..., None] + self.weight_min[..., None]).view(self.out_features, -1)
         packed = self.weight
         nibbles = torch.stack([packed & 15, packed >> 4], dim=-1).view(-1)
         q = nibbles[_int4_unpack_index(self.out_features, self.in_features)].view(self.out_features, -1).float()
@@ -321,11 +280,7 @@ class Int4WeightLinear(nn.Module):
     def forward(self, x):
         shape = x.shape
         rows = x.numel() // shape[-1] if shape[-1] else 0
-        if self.kernel == "blocks" and 0 < rows <= BLOCK_KERNEL_ROWS:
-            y = torch.ops.leanformers.q4_linear(x.reshape(rows, shape[-1]), self.weight, self.weight_scale,
-                                                self.weight_min, self.bias)
-            return y.to(x.dtype).view(*shape[:-1], -1)
-        if self.kernel in ("dequant", "blocks") or rows > INT4_KERNEL_ROWS:
+        if self.kernel == "dequant" or rows > INT4_KERNEL_ROWS:
             y = F.linear(x, self.dequantize().to(x.dtype))
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(rows, shape[-1]).to(torch.bfloat16), self.weight,
@@ -336,12 +291,6 @@ class Int4WeightLinear(nn.Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, int4 weights, "
                 f"group {self.group_size} ({self.kernel})")
-
-
-def _nibbles(q: torch.Tensor) -> torch.Tensor:
-    """q (N, K) in 0..15 -> uint8 (N, K/2) in GGUF's block order: byte j of each block of 32 = q[j] | q[j + 16] << 4."""
-    blocks = q.to(torch.uint8).view(q.shape[0], -1, 32)
-    return (blocks[..., :16] | (blocks[..., 16:] << 4)).reshape(q.shape[0], -1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -375,6 +324,123 @@ class Int8Embedding(nn.Module):
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+
+# ---------------------------------------------------------------- GGML blocks (the "blocks" kernel)
+BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}  # per 32 weights: float16 d (and m), then the codes
+
+
+def q4_1_blocks(q: torch.Tensor, d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """q (N, K) in 0..15, d and m (N, K/32) -> GGUF Q4_1 bytes uint8 (N, K/32 * 20): per block float16 d, float16 m,
+    then 16 bytes whose byte j holds q[j] (low nibble) and q[j + 16] (high). W = d * q + m."""
+    n = q.shape[0]
+    codes = q.to(torch.uint8).view(n, -1, 32)
+    nibbles = codes[..., :16] | (codes[..., 16:] << 4)
+    scales = [t.to(torch.float16).contiguous().view(torch.uint8).view(n, -1, 2) for t in (d, m)]
+    return torch.cat(scales + [nibbles], dim=-1).reshape(n, -1).contiguous()
+
+
+def q8_0_blocks(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """q int8 (N, K), d (N, K/32) -> GGUF Q8_0 bytes uint8 (N, K/32 * 34): per block float16 d, then 32 int8."""
+    n = q.shape[0]
+    scale = d.to(torch.float16).contiguous().view(torch.uint8).view(n, -1, 2)
+    return torch.cat([scale, q.contiguous().view(torch.uint8).view(n, -1, 32)], dim=-1).reshape(n, -1).contiguous()
+
+
+def dequantize_blocks(blocks: torch.Tensor, block_type: str) -> torch.Tensor:
+    """GGUF Q4_1 / Q8_0 bytes (N, K/32 * bytes) -> float32 (N, K)."""
+    n = blocks.shape[0]
+    b = blocks.view(n, -1, BLOCK_BYTES[block_type])
+    d = b[..., 0:2].contiguous().view(torch.float16).float()
+    if block_type == "Q8_0":
+        return (b[..., 2:].contiguous().view(torch.int8).float() * d).view(n, -1)
+    m = b[..., 2:4].contiguous().view(torch.float16).float()
+    nibbles = b[..., 4:]
+    q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).float()
+    return (q * d + m).view(n, -1)
+
+
+def quantize_blocks(weight: torch.Tensor, block_type: str, group_size: int = 32, chunk: int = 4096) -> torch.Tensor:
+    """float (N, K) -> GGUF blocks: Q4_1 (min/max per group of `group_size` inputs, the group's float16 d and m
+    repeated over its blocks of 32) or Q8_0 (symmetric per block of 32). The codes are rounded against the float16
+    scales stored, so W = d * q (+ m) holds for what is kept. `chunk` rows at a time: no float copy of a table."""
+    n, k = weight.shape
+    parts = []
+    for start in range(0, n, chunk):
+        rows = weight[start:start + chunk].detach().float()
+        if block_type == "Q8_0":
+            blocks = rows.view(rows.shape[0], -1, 32)
+            d = (blocks.abs().amax(-1) / 127).to(torch.float16).float()
+            q = torch.round(blocks / torch.where(d > 0, d, 1)[..., None]).clamp_(-127, 127).to(torch.int8)
+            parts.append(q8_0_blocks(q.view(rows.shape[0], k), d))
+            continue
+        groups = rows.view(rows.shape[0], -1, group_size)
+        low, high = groups.amin(-1), groups.amax(-1)
+        d = ((high - low) / 15).to(torch.float16).float()
+        m = low.to(torch.float16).float()
+        q = torch.round((groups - m[..., None]) / torch.where(d > 0, d, 1)[..., None]).clamp_(0, 15)
+        per_block = group_size // 32
+        parts.append(q4_1_blocks(q.view(rows.shape[0], k), d.repeat_interleave(per_block, 1),
+                                 m.repeat_interleave(per_block, 1)))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+class BlockLinear(nn.Module):
+    """y = x W^T + b with W in GGUF blocks of 32 inputs, as llama.cpp holds them: "Q4_1" (4-bit, float16 scale and
+    minimum: int4-weight and GGUF Q4_0 / Q4_1 files) or "Q8_0" (int8, float16 scale: int8-weight and GGUF Q8_0).
+    `weight` is the uint8 (out_features, in_features / 32 * bytes) block tensor (a GGUF file's own bytes where it
+    allows). Up to BLOCK_KERNEL_ROWS rows run torch.ops.leanformers.q4_linear / q8_linear (modeling/kernels:
+    activations as two int8 blocks, ~16 bits, one pass over the weight bytes); more rows (prefill, batches)
+    dequantize into one fp32 MKL GEMM, where compute rather than weight bytes bounds the time."""
+
+    def __init__(self, blocks: torch.Tensor, block_type: str, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.block_type = block_type
+        self.out_features = blocks.shape[0]
+        self.in_features = blocks.shape[1] // BLOCK_BYTES[block_type] * 32
+        self.weight = blocks if isinstance(blocks, nn.Parameter) else nn.Parameter(blocks, requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        self._op = torch.ops.leanformers.q4_linear if block_type == "Q4_1" else torch.ops.leanformers.q8_linear
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, block_type: str, bias: torch.Tensor | None = None,
+                   group_size: int = 32) -> BlockLinear:
+        """Quantize a float (out, in) weight into `block_type` blocks (quantize_blocks)."""
+        return cls(quantize_blocks(weight, block_type, group_size), block_type, bias)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out_features, in_features) this layer computes with."""
+        return dequantize_blocks(self.weight, self.block_type)
+
+    def forward(self, x):
+        shape = x.shape
+        rows = x.numel() // shape[-1] if shape[-1] else 0
+        if 0 < rows <= BLOCK_KERNEL_ROWS:
+            y = self._op(x.reshape(rows, shape[-1]), self.weight, self.bias)
+            return y.to(x.dtype).view(*shape[:-1], -1)
+        y = F.linear(x, self.dequantize().to(x.dtype))
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.block_type} blocks"
+
+
+class BlockEmbedding(nn.Module):
+    """An embedding table in GGUF Q8_0 blocks; the rows looked up are dequantized to float32. A tied head is a
+    BlockLinear over the same `weight`."""
+
+    def __init__(self, blocks: torch.Tensor):
+        super().__init__()
+        self.num_embeddings = blocks.shape[0]
+        self.embedding_dim = blocks.shape[1] // BLOCK_BYTES["Q8_0"] * 32
+        self.weight = blocks if isinstance(blocks, nn.Parameter) else nn.Parameter(blocks, requires_grad=False)
+
+    def forward(self, input_ids):
+        rows = dequantize_blocks(self.weight[input_ids.reshape(-1)], "Q8_0")
+        return rows.view(*input_ids.shape, self.embedding_dim)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, Q8_0 blocks"
 
 
 # ---------------------------------------------------------------- quantizing float tensors
@@ -447,16 +513,18 @@ def quantize(model: nn.Module, quantization: str, group_size: int = 32, skip: tu
             report["kept_float"][name] = "skipped as asked"
             continue
         weight, bias = module.weight, module.bias
+        blocks = kernel == "blocks" and weight.shape[1] % 32 == 0
         if quantization == "int8":
             new = Int8DynamicLinear(weight, bias)
         elif quantization == "int8-weight":
-            new = Int8WeightLinear.from_float(weight, bias)
+            new = BlockLinear.from_float(weight, "Q8_0", bias) if blocks else Int8WeightLinear.from_float(weight, bias)
         else:
             problem = int4_problem(weight.shape[0], weight.shape[1], group_size, kernel)
             if problem:
                 report["kept_float"][name] = problem
                 continue
-            new = Int4WeightLinear.from_float(weight, bias, group_size)
+            new = BlockLinear.from_float(weight, "Q4_1", bias, group_size) if blocks else \
+                Int4WeightLinear.from_float(weight, bias, group_size)
         _set_module(model, name, new)
         report["quantized"].append(name)
     return _finish(model, report)
@@ -490,12 +558,22 @@ def _tied_head(model) -> str | None:
 
 
 def _quantize_tied(model, head_name: str, report: dict):
-    """Head and embedding share one int8 table (scale per vocabulary row)."""
+    """Head and embedding share one int8 table: Q8_0 blocks with the block kernels, else a scale per vocabulary row."""
     head = model.get_submodule(head_name)
     embedding_name = model.tied_weights()[head_name + ".weight"].rpartition(".")[0]
-    qweight, scale = quantize_rows_int8(head.weight)
-    place_tied_int8(model, head_name, embedding_name, qweight, scale, head.bias)
+    if report["kernel"] == "blocks" and head.weight.shape[1] % 32 == 0:
+        place_tied_blocks(model, head_name, embedding_name, quantize_blocks(head.weight, "Q8_0"), head.bias)
+    else:
+        qweight, scale = quantize_rows_int8(head.weight)
+        place_tied_int8(model, head_name, embedding_name, qweight, scale, head.bias)
     report["quantized"] += [embedding_name, head_name]
+
+
+def place_tied_blocks(model, head_name: str, embedding_name: str, blocks: torch.Tensor, bias=None):
+    """Install one Q8_0 block table as both the embedding and the head it is tied to."""
+    embedding = BlockEmbedding(blocks)
+    _set_module(model, embedding_name, embedding)
+    _set_module(model, head_name, BlockLinear(embedding.weight, "Q8_0", bias))
 
 
 def place_tied_int8(model, head_name: str, embedding_name: str, qweight, scale, bias=None):
@@ -521,8 +599,10 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
     instructions (AVX2), where no int4 kernel is fast, the 4-bit types become int8 rows too (the int8 engine's
     two-pass kernel); LEANFORMERS_QUANT_KERNEL=bf16|dequant keeps them int4. Returns the report."""
     kernel = _weight_only_kernel(torch.device("cpu"))
-    # without bf16 instructions or our block kernels, torch's int4 kernel is ~10x slower than float32 and the
-    # dequantizing fallback too: 4-bit blocks then become int8 rows on the int8 engine (twice the bytes of int4)
+    if kernel == "blocks":
+        return _place_gguf_blocks(model, weights)
+    # without bf16 instructions (AVX2) torch's int4 kernel is ~10x slower than float32 and the dequantizing fallback
+    # too: 4-bit blocks then become int8 rows on the int8 engine (twice the bytes of int4, a quarter of float32)
     as_int8 = kernel == "dequant" and "LEANFORMERS_QUANT_KERNEL" not in os.environ and cpu_features()["engine"]
     report = {"mode": "gguf", "kernel": "int8x2" if as_int8 else kernel, "group_size": 32, "quantized": [],
               "kept_float": {}, "types": {}, "int4_as_int8": bool(as_int8)}
@@ -549,10 +629,7 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
             continue  # its embedding already installed the shared table
         bias = module.bias if module.bias is not None and not module.bias.is_meta else None
         problem = int4_problem(*weight.rows, 32, kernel) if weight.bits <= 4 else "wider than 4 bits"
-        if kernel == "blocks" and weight.type_name == "Q8_0":  # bit for bit, a scale per block
-            qs, d, _ = weight.blocks()
-            _set_module(model, name, Int8WeightLinear(qs, d, bias))
-        elif problem is None and not as_int8:
+        if problem is None and not as_int8:
             _set_module(model, name, _gguf_int4(weight, bias))
         else:
             if weight.bits <= 4 and problem is not None:
@@ -562,9 +639,53 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
     return report
 
 
+def _place_gguf_blocks(model: nn.Module, weights: dict) -> dict:
+    """place_gguf for the block kernels: Q4_1 and Q8_0 tensors keep the file's bytes, Q4_0 becomes Q4_1 exactly,
+    other types are dequantized (a chunk of rows at a time) and re-quantized to Q4_1 (<= 4 bits) or Q8_0; an
+    embedding becomes a Q8_0 table (shared with a tied head)."""
+    report = {"mode": "gguf", "kernel": "blocks", "group_size": 32, "quantized": [], "kept_float": {}, "types": {},
+              "int4_as_int8": False}
+    tied = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in model.tied_weights().items()} \
+        if hasattr(model, "tied_weights") else {}
+    for param_name, weight in weights.items():
+        name = param_name.rpartition(".")[0]
+        module = model.get_submodule(name)
+        report["types"][name] = weight.type_name
+        embedding = isinstance(module, nn.Embedding)
+        if not embedding and not isinstance(module, nn.Linear):
+            raise TypeError(f"GGUF tensor {weight.name} ({weight.type_name}) maps to {name}, a "
+                             f"{type(module).__name__}; only linear and embedding weights can stay quantized")
+        if name in tied and isinstance(model.get_submodule(tied[name]), BlockEmbedding):
+            continue  # its embedding already installed the shared table
+        block_type, blocks = weight.ggml_blocks() or (None, None)
+        wanted = "Q8_0" if embedding or weight.bits > 4 else "Q4_1"
+        if block_type != wanted:
+            blocks = _gguf_requantized(weight, wanted)
+        if embedding:
+            heads = [h for h, e in tied.items() if e == name]
+            if heads:
+                place_tied_blocks(model, heads[0], name, blocks, model.get_submodule(heads[0]).bias)
+                report["quantized"] += [name, heads[0]]
+            else:
+                _set_module(model, name, BlockEmbedding(blocks))
+                report["quantized"].append(name)
+            continue
+        bias = module.bias if module.bias is not None and not module.bias.is_meta else None
+        _set_module(model, name, BlockLinear(blocks, wanted, bias))
+        report["quantized"].append(name)
+    return report
+
+
+def _gguf_requantized(weight, block_type: str, chunk: int = 4096) -> torch.Tensor:
+    """Any GGUF type -> Q4_1 / Q8_0 blocks, dequantizing `chunk` rows at a time (a table never exists in float32)."""
+    if weight.heads:  # permuted rows are undone over the whole (small) tensor
+        chunk = weight.rows[0]
+    return torch.cat([quantize_blocks(torch.from_numpy(weight.dequantize_rows(start, min(start + chunk,
+                                                                                      weight.rows[0]))), block_type)
+                      for start in range(0, weight.rows[0], chunk)])
+
+
 def _gguf_int4(weight, bias) -> Int4WeightLinear:
-    if weight.type_name in ("Q4_0", "Q4_1") and _weight_only_kernel(torch.device("cpu")) == "blocks":
-        return Int4WeightLinear.from_blocks(*weight.blocks(), bias)
     if weight.type_name in ("Q4_0", "Q4_1"):
         q, scale, zero = weight.int4_blocks()
         return Int4WeightLinear(q, torch.stack([scale.t(), zero.t()], dim=-1), 32, bias)

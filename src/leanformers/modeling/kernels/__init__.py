@@ -3,7 +3,7 @@
 `blocks()` returns True once `torch.ops.leanformers.q4_linear` / `q8_linear` are loaded: block-quantized linears
 in llama.cpp's scheme (weights in blocks of 32 inputs, 4-bit with a scale and a minimum or int8 with a scale;
 activations quantized per call to int8 blocks of 32; integer dot products with AVX2). It returns False, and the
-quantized layers keep torch's kernels, where it cannot be had: not x86-64 with AVX2 + FMA, no C++ compiler, a
+quantized layers keep torch's kernels, where it cannot be had: not x86-64 with AVX2 + FMA + F16C, no C++ compiler, a
 failed build (logged once, with the compiler's message), or LEANFORMERS_QUANT_KERNEL naming another kernel.
 
 The build (~20 s, g++ against torch's headers) goes to $LEANFORMERS_KERNEL_CACHE or ~/.cache/leanformers/kernels,
@@ -53,7 +53,7 @@ def blocks() -> bool:
     forced = os.environ.get("LEANFORMERS_QUANT_KERNEL")
     if forced and forced != "blocks":
         return False
-    if platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma"} <= cpu_flags():
+    if platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma", "f16c"} <= cpu_flags():
         return False
     try:
         library = _build(cache_folder())
@@ -82,7 +82,7 @@ def _build(folder: Path) -> Path:
         include = torch_root / "include"
         with tempfile.TemporaryDirectory(dir=folder) as work:
             partial = Path(work) / "blocks.so"
-            command = [compiler, "-O3", "-std=c++20", "-shared", "-fPIC", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-DNDEBUG",
+            command = [compiler, "-O3", "-std=c++20", "-shared", "-fPIC", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-DNDEBUG",
                        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                        f"-I{include}", f"-I{include / 'torch/csrc/api/include'}", str(SOURCE), "-o", str(partial),
                        f"-L{torch_root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_root / 'lib'}"]

@@ -1,11 +1,11 @@
-// Block-quantized linears for CPUs with AVX2 + FMA, after llama.cpp: weights in blocks of 32 inputs (int8 with a
-// scale, or 4-bit with a scale and a minimum), activations quantized once per call into int8 blocks of 32, and each
+// Block-quantized linears for CPUs with AVX2 + FMA + F16C, after llama.cpp: weights in GGUF's Q4_1 / Q8_0 blocks of 32
+// inputs (4-bit with a scale and a minimum, int8 with a scale; float16 scales), activations quantized once per call into int8 blocks of 32, and each
 // block's dot product taken in integers (maddubs: u8 x s8 pairs summed into int16, then int32).
 // Unlike llama.cpp's Q8 activations (8 bits, which flip SmolLM2's close first token), each activation block is two
 // int8 vectors, x = xd * (q1 + q2 / 254): q2 is the rounding residual of q1, so activations keep ~16 bits and the
 // result is the weight-only product up to ~2^-16 of each block's largest input. Both are read against one unpacked
 // weight block and combined in int32 (254 * dot1 + dot2) before the one float multiply-add.
-// One pass over the weight bytes per call, whatever the number of activation rows (up to ROWS at a time).
+// One pass over the weight bytes per call, whatever the number of activation rows.
 //
 // Registered as torch.ops.leanformers.q4_linear / q8_linear; built and loaded by kernels/__init__.py.
 #include <ATen/ATen.h>
@@ -13,11 +13,11 @@
 #include <torch/library.h>
 #include <immintrin.h>
 #include <cmath>
+#include <cstring>
 
 namespace {
 
 constexpr int64_t QK = 32;   // inputs per block
-constexpr int64_t ROWS = 4;  // activation rows sharing one read of a weight block
 
 // x (M, K) float -> xq (M, K/32, 2, 32) int8 (q1, q2 per block), xd (M, K/32) = block max / 254 (the scale of
 // 254 * q1 + q2), xs (M, K/32) = the block's float sum (for the 4-bit minimum). Compiled without FMA contraction
@@ -65,58 +65,84 @@ inline __m256i unpack_q4(const uint8_t* p) {  // GGUF order: byte j holds input 
 }
 
 struct Activations {
-  const int8_t* q; const float* d; const float* s; int64_t in_features, blocks;
+  const int8_t* q; const float* d; const float* s; int64_t blocks;
 };
 
-// R activation rows x one 4-bit weight row: w = d * q + m, q in 0..15. Two accumulators per row (even and odd
-// blocks) so consecutive blocks' fused multiply-adds do not wait on each other.
-template <int R>
-void q4_row(const uint8_t* wq, const float* wd, const float* wm, const Activations& a, int64_t row0, float* out,
-            int64_t out_stride) {
-  __m256 acc[2][R];
-  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+// Sums of four accumulators' eight lanes each -> one __m128 (a0, a1, a2, a3)
+inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// GGML's blocks of 32 weights, as GGUF files store them (float16 scales):
+//   Q4_1: d, m, 16 bytes whose byte j holds weights j (low nibble) and j + 16 (high): w = d * q + m, q in 0..15
+//   Q8_0: d, 32 int8: w = d * q
+constexpr int64_t Q4_1_BYTES = 20, Q8_0_BYTES = 34;
+// The weight is one stream of rows read a tile (4 rows) at a time; each block read asks for the same place of the
+// next tile, which decoding otherwise waits for from memory (measured: ~2x on a 28 MB head).
+constexpr int64_t PREFETCH_ROWS = 4;
+
+inline float half_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _cvtsh_ss(bits);
+}
+
+// T weight rows (a tile) x one activation row: T independent accumulators, so consecutive multiply-adds do not wait
+// on each other, and one load of each activation block serves the T rows. Writes out[0..T).
+template <int T>
+void q4_tile(const uint8_t* w, int64_t row_bytes, const Activations& a, int64_t row, float* out) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  __m128 minimum = _mm_setzero_ps();  // sum over blocks of m * (the block's sum of x), one lane per weight row
+  const int8_t* xq = a.q + row * a.blocks * 2 * QK;
+  const float* xd = a.d + row * a.blocks;
+  const float* xs = a.s + row * a.blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
-    const __m256i w = unpack_q4(wq + b * QK / 2);
-    for (int r = 0; r < R; ++r) {
-      const int64_t at = (row0 + r) * a.blocks + b;
-      const __m256 dot = dot_block(w, load32(a.q + at * 2 * QK), load32(a.q + at * 2 * QK + QK));
-      acc[b & 1][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(wd[b] * a.d[at]), acc[b & 1][r]);
+    const __m256i x1 = load32(xq + b * 2 * QK), x2 = load32(xq + b * 2 * QK + QK);
+    float m[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* block = w + t * row_bytes + b * Q4_1_BYTES;
+      _mm_prefetch(reinterpret_cast<const char*>(block + PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
+      const __m256 dot = dot_block(unpack_q4(block + 4), x1, x2);
+      acc[t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(half_at(block) * xd[b]), acc[t]);
+      m[t] = half_at(block + 2);
     }
+    minimum = _mm_fmadd_ps(_mm_loadu_ps(m), _mm_set1_ps(xs[b]), minimum);
   }
-  for (int r = 0; r < R; ++r) {  // + sum over blocks of m * (the block's sum of x), eight blocks at a time
-    const float* xs = a.s + (row0 + r) * a.blocks;
-    __m256 sums = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 8 <= a.blocks; b += 8) sums = _mm256_fmadd_ps(_mm256_loadu_ps(wm + b), _mm256_loadu_ps(xs + b), sums);
-    float minimum = hsum(sums);
-    for (; b < a.blocks; ++b) minimum += wm[b] * xs[b];
-    out[r * out_stride] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + minimum;
+  if constexpr (T == 4) {
+    _mm_storeu_ps(out, _mm_add_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), minimum));
+  } else {
+    float rest[4];
+    _mm_storeu_ps(rest, minimum);
+    for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) + rest[t];
   }
 }
 
-// R activation rows x one int8 weight row: w = d * q (d per block, or one per row when scale_step is 0)
-template <int R>
-void q8_row(const int8_t* wq, const float* wd, int64_t scale_step, const Activations& a, int64_t row0, float* out,
-            int64_t out_stride) {
-  __m256 acc[2][R];
-  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+template <int T>
+void q8_tile(const uint8_t* w, int64_t row_bytes, const Activations& a, int64_t row, float* out) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const int8_t* xq = a.q + row * a.blocks * 2 * QK;
+  const float* xd = a.d + row * a.blocks;
   for (int64_t b = 0; b < a.blocks; ++b) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + b * QK));
-    const __m256i magnitude = _mm256_sign_epi8(w, w);
-    const float d = wd[b * scale_step];
-    for (int r = 0; r < R; ++r) {
-      const int64_t at = (row0 + r) * a.blocks + b;
-      const __m256 dot = dot_block(magnitude, _mm256_sign_epi8(load32(a.q + at * 2 * QK), w),
-                                   _mm256_sign_epi8(load32(a.q + at * 2 * QK + QK), w));
-      acc[b & 1][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(d * a.d[at]), acc[b & 1][r]);
+    const __m256i x1 = load32(xq + b * 2 * QK), x2 = load32(xq + b * 2 * QK + QK);
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* block = w + t * row_bytes + b * Q8_0_BYTES;
+      _mm_prefetch(reinterpret_cast<const char*>(block + PREFETCH_ROWS * row_bytes), _MM_HINT_T0);
+      const __m256i q = load32(reinterpret_cast<const int8_t*>(block + 2));
+      const __m256 dot = dot_block(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x1, q), _mm256_sign_epi8(x2, q));
+      acc[t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(half_at(block) * xd[b]), acc[t]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum(_mm256_add_ps(acc[0][r], acc[1][r]));
+  if constexpr (T == 4) _mm_storeu_ps(out, hsum4(acc[0], acc[1], acc[2], acc[3]));
+  else for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
 }
 
-// Quantize x once, then every output feature (split over torch's threads) against every activation row.
-template <typename Row>
-at::Tensor run(const at::Tensor& x_in, int64_t out_features, const c10::optional<at::Tensor>& bias, Row row) {
+// Quantize x once, then every tile of 4 output features (split over torch's threads) against every activation
+// row; the tile's weight bytes stay in L1 from one activation row to the next.
+template <typename Tile>
+at::Tensor run(const at::Tensor& x_in, int64_t out_features, const c10::optional<at::Tensor>& bias, Tile tile) {
   TORCH_CHECK(x_in.dim() == 2, "x must be (rows, in_features)");
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
   const int64_t rows = x.size(0), in_features = x.size(1);
@@ -126,19 +152,18 @@ at::Tensor run(const at::Tensor& x_in, int64_t out_features, const c10::optional
   at::Tensor xd = at::empty({rows, blocks}, x.options()), xs = at::empty({rows, blocks}, x.options());
   quantize_activations(x.data_ptr<float>(), rows * blocks, xq.data_ptr<int8_t>(), xd.data_ptr<float>(),
                        xs.data_ptr<float>());
-  const Activations a{xq.data_ptr<int8_t>(), xd.data_ptr<float>(), xs.data_ptr<float>(), in_features, blocks};
-  at::Tensor y = at::empty({rows, out_features}, x.options());
+  const Activations a{xq.data_ptr<int8_t>(), xd.data_ptr<float>(), xs.data_ptr<float>(), blocks};
+  at::Tensor y = at::zeros({rows, out_features}, x.options());
   float* out = y.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(blocks, 1));
-  at::parallel_for(0, out_features, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      int64_t r = 0;
-      for (; r + ROWS <= rows; r += ROWS) row(n, a, r, out + r * out_features + n, out_features, std::integral_constant<int, 4>());
-      switch (rows - r) {
-        case 3: row(n, a, r, out + r * out_features + n, out_features, std::integral_constant<int, 3>()); break;
-        case 2: row(n, a, r, out + r * out_features + n, out_features, std::integral_constant<int, 2>()); break;
-        case 1: row(n, a, r, out + r * out_features + n, out_features, std::integral_constant<int, 1>()); break;
-        default: break;
+  const int64_t tiles = (out_features + 3) / 4;
+  const int64_t grain = std::max<int64_t>(4, 1024 / std::max<int64_t>(blocks * rows, 1));
+  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t * 4;
+      for (int64_t r = 0; r < rows; ++r) {
+        if (n + 4 <= out_features) tile(n, a, r, out + r * out_features + n, std::integral_constant<int, 4>());
+        else for (int64_t k = n; k < out_features; ++k)
+          tile(k, a, r, out + r * out_features + k, std::integral_constant<int, 1>());
       }
     }
   });
@@ -146,43 +171,38 @@ at::Tensor run(const at::Tensor& x_in, int64_t out_features, const c10::optional
   return y;
 }
 
-at::Tensor q4_linear(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d, const at::Tensor& m,
-                     const c10::optional<at::Tensor>& bias) {
-  TORCH_CHECK(qs.scalar_type() == at::kByte && qs.is_contiguous() && d.is_contiguous() && m.is_contiguous(),
-              "q4_linear: qs uint8 (N, K/2), d and m float (N, K/32), all contiguous");
-  TORCH_CHECK(x.size(1) == qs.size(1) * 2 && d.size(1) * QK == x.size(1) && m.sizes() == d.sizes(),
-              "q4_linear: shapes do not match");
-  const uint8_t* wq = qs.data_ptr<uint8_t>();
-  const float* wd = d.data_ptr<float>();
-  const float* wm = m.data_ptr<float>();
-  const int64_t half = qs.size(1), blocks = d.size(1);
-  return run(x, qs.size(0), bias, [=](int64_t n, const Activations& a, int64_t r, float* out, int64_t stride,
-                                      auto rows) {
-    q4_row<decltype(rows)::value>(wq + n * half, wd + n * blocks, wm + n * blocks, a, r, out, stride);
+// x (M, K) float, blocks uint8 (N, K/32 * block bytes) -> (M, N) float32 (+ bias)
+template <int64_t BYTES, typename Tile>
+at::Tensor block_linear(const at::Tensor& x, const at::Tensor& blocks, const c10::optional<at::Tensor>& bias,
+                        Tile tile, const char* name) {
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && blocks.dim() == 2 && blocks.is_contiguous(), name,
+              ": blocks must be a contiguous uint8 (out_features, in_features / 32 * ", BYTES, ") tensor");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) % QK == 0 && blocks.size(1) == x.size(1) / QK * BYTES, name,
+              ": x (rows, in_features) does not match blocks ", blocks.sizes());
+  const uint8_t* w = blocks.data_ptr<uint8_t>();
+  const int64_t row_bytes = blocks.size(1);
+  return run(x, blocks.size(0), bias, [=](int64_t n, const Activations& a, int64_t r, float* out, auto width) {
+    tile(std::integral_constant<int, decltype(width)::value>(), w + n * row_bytes, row_bytes, a, r, out);
   });
 }
 
-at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d,
-                     const c10::optional<at::Tensor>& bias) {
-  TORCH_CHECK(qs.scalar_type() == at::kChar && qs.is_contiguous() && d.is_contiguous() && d.scalar_type() == at::kFloat,
-              "q8_linear: qs int8 (N, K), d float (N, K/32) or (N,), contiguous");
-  TORCH_CHECK(x.size(1) == qs.size(1), "q8_linear: shapes do not match");
-  const bool per_row = d.numel() == qs.size(0);
-  TORCH_CHECK(per_row || d.numel() == qs.size(0) * (qs.size(1) / QK), "q8_linear: d must be (N,) or (N, K/32)");
-  const int8_t* wq = qs.data_ptr<int8_t>();
-  const float* wd = d.data_ptr<float>();
-  const int64_t in_features = qs.size(1), step = per_row ? 0 : 1, scales = per_row ? 1 : in_features / QK;
-  return run(x, qs.size(0), bias, [=](int64_t n, const Activations& a, int64_t r, float* out, int64_t stride,
-                                      auto rows) {
-    q8_row<decltype(rows)::value>(wq + n * in_features, wd + n * scales, step, a, r, out, stride);
-  });
+at::Tensor q4_linear(const at::Tensor& x, const at::Tensor& blocks, const c10::optional<at::Tensor>& bias) {
+  return block_linear<Q4_1_BYTES>(x, blocks, bias, [](auto width, auto... args) {
+    q4_tile<decltype(width)::value>(args...);
+  }, "q4_linear");
+}
+
+at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& blocks, const c10::optional<at::Tensor>& bias) {
+  return block_linear<Q8_0_BYTES>(x, blocks, bias, [](auto width, auto... args) {
+    q8_tile<decltype(width)::value>(args...);
+  }, "q8_linear");
 }
 
 }  // namespace
 
 TORCH_LIBRARY(leanformers, library) {
-  library.def("q4_linear(Tensor x, Tensor qs, Tensor d, Tensor m, Tensor? bias) -> Tensor");
-  library.def("q8_linear(Tensor x, Tensor qs, Tensor d, Tensor? bias) -> Tensor");
+  library.def("q4_linear(Tensor x, Tensor blocks, Tensor? bias) -> Tensor");
+  library.def("q8_linear(Tensor x, Tensor blocks, Tensor? bias) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(leanformers, CPU, library) {
