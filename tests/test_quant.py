@@ -73,8 +73,8 @@ def blocks_reference(x, codes, d, m=None):
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 9])
 @pytest.mark.parametrize("out_features", [40, 7])
 def test_block_kernels_compute_their_definition(rows, out_features):
-    """torch.ops.leanformers.q4_linear / q8_linear on GGUF Q4_1 / Q8_0 bytes equal their arithmetic written out in
-    torch: tiles of 4 output features and the 1-3 left over, any number of rows, on the CPUs CI runs on (x86-64
+    """torch.ops.leanformers.q4_linear / q8_linear on GGUF Q4_1 / Q8_0 bytes (as 8-row tiles) equal their arithmetic
+    written out in torch: whole tiles and a padded last one, any number of rows, on the CPUs CI runs on (x86-64
     with AVX2 + FMA + F16C: built here, never skipped)."""
     assert kernels.blocks(), "the block kernels did not build on this machine (see the warning above)"
     torch.manual_seed(rows)
@@ -82,28 +82,35 @@ def test_block_kernels_compute_their_definition(rows, out_features):
     x = torch.randn(rows, k) * torch.rand(1, k) * 4
     codes4 = torch.randint(0, 16, (n, k), dtype=torch.uint8)
     d, m = (torch.rand(n, k // 32) / 10).half().float(), (torch.randn(n, k // 32) / 10).half().float()
-    y = torch.ops.leanformers.q4_linear(x, quant.q4_1_blocks(codes4, d, m), None)
+    tiles4 = quant.tile_blocks(quant.q4_1_blocks(codes4, d, m), "Q4_1")
+    y = torch.ops.leanformers.q4_linear(x, tiles4, n, None)
     assert relative_error(y, blocks_reference(x, codes4.float(), d, m)) < 1e-5  # float32 sums vs float64
     codes8 = torch.randint(-128, 128, (n, k), dtype=torch.int8)
     bias = torch.randn(n)
-    y = torch.ops.leanformers.q8_linear(x, quant.q8_0_blocks(codes8, d), bias)
-    assert relative_error(y, blocks_reference(x, codes8.float(), d) + bias) < 1e-5
-    with pytest.raises(RuntimeError, match="does not match blocks"):
-        torch.ops.leanformers.q8_linear(x[:, :64], quant.q8_0_blocks(codes8, d), None)
+    tiles8 = quant.tile_blocks(quant.q8_0_blocks(codes8, d), "Q8_0")
+    y = torch.ops.leanformers.q8_linear(x.view(rows, 1, k), tiles8, n, bias)  # any leading dimensions
+    assert y.shape == (rows, 1, n)
+    assert relative_error(y.view(rows, n), blocks_reference(x, codes8.float(), d) + bias) < 1e-5
+    with pytest.raises(RuntimeError, match="input with 64 features does not match the weight"):
+        torch.ops.leanformers.q8_linear(x[:, :64], tiles8, n, None)
+    with pytest.raises(RuntimeError, match="does not match"):
+        torch.ops.leanformers.q8_linear(x, tiles8, n + 8, None)
 
 
 @pytest.mark.parametrize("block_type,group_size", [("Q4_1", 32), ("Q4_1", 128), ("Q8_0", 32)])
 @pytest.mark.parametrize("rows", [1, 3, 8, 37])
 def test_block_linear_computes_its_dequantized_weight(block_type, group_size, rows):
+    """BlockLinear against its own dequantized weight; its tiles give back the GGUF rows they were made of."""
     torch.manual_seed(0)
     weight, bias, x = torch.randn(48, 256), torch.randn(48), torch.randn(rows, 256)
     layer = quant.BlockLinear.from_float(weight, block_type, bias, group_size)
-    assert layer.weight.dtype == torch.uint8 and layer.weight.shape == (48, 8 * quant.BLOCK_BYTES[block_type])
+    assert layer.weight.dtype == torch.uint8 and layer.weight.shape == (6, 8 * 8 * quant.BLOCK_BYTES[block_type])
+    assert torch.equal(layer.blocks(), quant.quantize_blocks(weight, block_type, group_size))
     dequantized = layer.dequantize()
     # 4 bits: half a step of 1/15 of each group's range; 8 bits: half a step of 1/127 of each block's largest
     assert relative_error(dequantized, weight) < (0.1 if block_type == "Q4_1" else 0.005)
     if group_size == 128:  # one float16 scale and minimum per group of 128, repeated over its 4 blocks
-        scales = layer.weight.view(48, 8, 20)[..., :4]
+        scales = layer.blocks().view(48, 8, 20)[..., :4]
         assert torch.equal(scales[:, 0::4], scales[:, 1::4]) and torch.equal(scales[:, 0::4], scales[:, 3::4])
     reference = x @ dequantized.t() + bias
     # up to BLOCK_KERNEL_ROWS rows our kernel (activations to ~2^-16 of each block's largest), then fp32 MKL
@@ -274,8 +281,8 @@ def test_tiny_gguf_keeps_the_file_blocks_with_the_block_kernels(tmp_path, tied, 
     assert isinstance(model.model.embeddings.word, quant.BlockEmbedding)
     assert (model.head.decoder.weight is model.model.embeddings.word.weight) == tied
     stored = {t.name: t for t in gguf.GGUFReader(path).tensors}
-    assert torch.equal(layer.mlp.gate.weight, torch.from_numpy(stored["blk.1.ffn_gate.weight"].data.copy()))
-    assert torch.equal(layer.attention.o.weight, torch.from_numpy(stored["blk.1.attn_output.weight"].data.copy()))
+    assert torch.equal(layer.mlp.gate.blocks(), torch.from_numpy(stored["blk.1.ffn_gate.weight"].data.copy()))
+    assert torch.equal(layer.attention.o.blocks(), torch.from_numpy(stored["blk.1.attn_output.weight"].data.copy()))
     for name in ("attention.k", "mlp.gate", "attention.o"):  # Q4_0, Q4_1, Q8_0: exactly the file's weights
         expected = fp32.model.layers[1].get_submodule(name).weight
         assert relative_error(layer.get_submodule(name).dequantize(), expected) < 1e-6, name

@@ -327,7 +327,7 @@ class Int8Embedding(nn.Module):
 
 
 # ---------------------------------------------------------------- GGML blocks (the "blocks" kernel)
-BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}  # per 32 weights: float16 d (and m), then the codes
+BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}  # GGUF, per 32 weights: float16 d (and m), then the codes
 
 
 def q4_1_blocks(q: torch.Tensor, d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -360,6 +360,35 @@ def dequantize_blocks(blocks: torch.Tensor, block_type: str) -> torch.Tensor:
     return (q * d + m).view(n, -1)
 
 
+def tile_blocks(blocks: torch.Tensor, block_type: str) -> torch.Tensor:
+    """GGUF rows (N, K/32 * bytes) -> the kernels' 8-row tiles uint8 (ceil(N/8), K/32 * 8 * bytes), rows padded with
+    zeros to a multiple of 8: per tile and block the eight float16 d (Q4_1: and the eight m), then the codes with
+    four consecutive codes of each row side by side (modeling/kernels/blocks.cpp). Same bytes, another order."""
+    size = BLOCK_BYTES[block_type]
+    n, width = blocks.shape
+    pad = -n % 8
+    if pad:
+        blocks = torch.cat([blocks, blocks.new_zeros(pad, width)])
+    b = blocks.view(-1, 8, width // size, size).transpose(1, 2)  # (T, nb, 8 rows, bytes)
+    scales = 4 if block_type == "Q4_1" else 2
+    heads = [b[..., i:i + 2].reshape(*b.shape[:2], 16) for i in range(0, scales, 2)]
+    # Q4_1: byte 4r+i of vector j is row r's byte 4j+i (codes 4j+i and 4j+i+16); Q8_0: row r's code 4j+i
+    codes = b[..., scales:].reshape(*b.shape[:3], -1, 4).transpose(2, 3).reshape(*b.shape[:2], -1)
+    return torch.cat(heads + [codes], dim=-1).reshape(b.shape[0], -1).contiguous()
+
+
+def untile_blocks(tiles: torch.Tensor, block_type: str, rows: torch.Tensor | int) -> torch.Tensor:
+    """tile_blocks' inverse: the GGUF rows `rows` (an index tensor, or the first `rows` rows) of 8-row tiles."""
+    size = BLOCK_BYTES[block_type]
+    index = torch.arange(rows) if isinstance(rows, int) else rows.reshape(-1)
+    t = tiles[index // 8].view(len(index), -1, 8 * size)  # (n, nb, tile bytes)
+    lane, n = index % 8, torch.arange(len(index))
+    scales = 4 if block_type == "Q4_1" else 2
+    parts = [t[..., 16 * i:16 * i + 16].view(len(index), -1, 8, 2)[n, :, lane] for i in range(scales // 2)]
+    codes = t[..., 8 * scales:].view(len(index), -1, (size - scales) // 4, 8, 4)[n, :, :, lane]
+    return torch.cat(parts + [codes.reshape(len(index), -1, size - scales)], dim=-1).reshape(len(index), -1)
+
+
 def quantize_blocks(weight: torch.Tensor, block_type: str, group_size: int = 32, chunk: int = 4096) -> torch.Tensor:
     """float (N, K) -> GGUF blocks: Q4_1 (min/max per group of `group_size` inputs, the group's float16 d and m
     repeated over its blocks of 32) or Q8_0 (symmetric per block of 32). The codes are rounded against the float16
@@ -388,17 +417,20 @@ def quantize_blocks(weight: torch.Tensor, block_type: str, group_size: int = 32,
 class BlockLinear(nn.Module):
     """y = x W^T + b with W in GGUF blocks of 32 inputs, as llama.cpp holds them: "Q4_1" (4-bit, float16 scale and
     minimum: int4-weight and GGUF Q4_0 / Q4_1 files) or "Q8_0" (int8, float16 scale: int8-weight and GGUF Q8_0).
-    `weight` is the uint8 (out_features, in_features / 32 * bytes) block tensor (a GGUF file's own bytes where it
-    allows). Up to BLOCK_KERNEL_ROWS rows run torch.ops.leanformers.q4_linear / q8_linear (modeling/kernels:
-    activations as two int8 blocks, ~16 bits, one pass over the weight bytes); more rows (prefill, batches)
-    dequantize into one fp32 MKL GEMM, where compute rather than weight bytes bounds the time."""
+    Built from GGUF rows (a file's own bytes where it has them); `weight` holds the same bytes as 8-row tiles
+    (tile_blocks), uint8 (ceil(out_features / 8), in_features / 32 * 8 * block bytes). Up to BLOCK_KERNEL_ROWS rows
+    run torch.ops.leanformers.q4_linear / q8_linear (modeling/kernels: activations as two int8 blocks, ~16 bits,
+    one pass over the weight bytes); more rows dequantize into one fp32 MKL GEMM, where compute bounds the time."""
 
-    def __init__(self, blocks: torch.Tensor, block_type: str, bias: torch.Tensor | None = None):
+    def __init__(self, blocks: torch.Tensor, block_type: str, bias: torch.Tensor | None = None, *,
+                 tiled: bool = False, out_features: int | None = None):
         super().__init__()
         self.block_type = block_type
-        self.out_features = blocks.shape[0]
-        self.in_features = blocks.shape[1] // BLOCK_BYTES[block_type] * 32
-        self.weight = blocks if isinstance(blocks, nn.Parameter) else nn.Parameter(blocks, requires_grad=False)
+        self.out_features = out_features if tiled else blocks.shape[0]
+        per_row = blocks.shape[1] // 8 if tiled else blocks.shape[1]
+        self.in_features = per_row // BLOCK_BYTES[block_type] * 32
+        tiles = blocks if tiled else tile_blocks(blocks, block_type)
+        self.weight = tiles if isinstance(tiles, nn.Parameter) else nn.Parameter(tiles, requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
         self._op = torch.ops.leanformers.q4_linear if block_type == "Q4_1" else torch.ops.leanformers.q8_linear
 
@@ -408,16 +440,19 @@ class BlockLinear(nn.Module):
         """Quantize a float (out, in) weight into `block_type` blocks (quantize_blocks)."""
         return cls(quantize_blocks(weight, block_type, group_size), block_type, bias)
 
+    def blocks(self) -> torch.Tensor:
+        """The GGUF rows (out_features, in_features / 32 * block bytes) this layer holds."""
+        return untile_blocks(self.weight, self.block_type, self.out_features)
+
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        return dequantize_blocks(self.weight, self.block_type)
+        return dequantize_blocks(self.blocks(), self.block_type)
 
     def forward(self, x):
-        shape = x.shape
-        rows = x.numel() // shape[-1] if shape[-1] else 0
+        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         if 0 < rows <= BLOCK_KERNEL_ROWS:
-            y = self._op(x.reshape(rows, shape[-1]), self.weight, self.bias)
-            return y.to(x.dtype).view(*shape[:-1], -1)
+            y = self._op(x, self.weight, self.out_features, self.bias)
+            return y if x.dtype == torch.float32 else y.to(x.dtype)
         y = F.linear(x, self.dequantize().to(x.dtype))
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -426,17 +461,17 @@ class BlockLinear(nn.Module):
 
 
 class BlockEmbedding(nn.Module):
-    """An embedding table in GGUF Q8_0 blocks; the rows looked up are dequantized to float32. A tied head is a
-    BlockLinear over the same `weight`."""
+    """An embedding table in GGUF Q8_0 blocks, held as the kernels' 8-row tiles; the rows looked up are dequantized
+    to float32. A tied head is a BlockLinear over the same `weight`."""
 
     def __init__(self, blocks: torch.Tensor):
         super().__init__()
         self.num_embeddings = blocks.shape[0]
         self.embedding_dim = blocks.shape[1] // BLOCK_BYTES["Q8_0"] * 32
-        self.weight = blocks if isinstance(blocks, nn.Parameter) else nn.Parameter(blocks, requires_grad=False)
+        self.weight = nn.Parameter(tile_blocks(blocks, "Q8_0"), requires_grad=False)
 
     def forward(self, input_ids):
-        rows = dequantize_blocks(self.weight[input_ids.reshape(-1)], "Q8_0")
+        rows = dequantize_blocks(untile_blocks(self.weight, "Q8_0", input_ids), "Q8_0")
         return rows.view(*input_ids.shape, self.embedding_dim)
 
     def extra_repr(self):
@@ -573,7 +608,8 @@ def place_tied_blocks(model, head_name: str, embedding_name: str, blocks: torch.
     """Install one Q8_0 block table as both the embedding and the head it is tied to."""
     embedding = BlockEmbedding(blocks)
     _set_module(model, embedding_name, embedding)
-    _set_module(model, head_name, BlockLinear(embedding.weight, "Q8_0", bias))
+    _set_module(model, head_name, BlockLinear(embedding.weight, "Q8_0", bias, tiled=True,
+                                              out_features=embedding.num_embeddings))
 
 
 def place_tied_int8(model, head_name: str, embedding_name: str, qweight, scale, bias=None):
