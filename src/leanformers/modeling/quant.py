@@ -170,7 +170,7 @@ class Int8DynamicLinear(nn.Module):
 
 # up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
 # with rows, the int4 one stays at or under fp32 up to ~64 rows); our block kernels up to BLOCK_KERNEL_ROWS
-GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 8
+GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 48
 OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
 OUTLIER_FACTOR_COLUMNS = 6.0  # dynamic int8: input channels this far above the median channel go through float32
 
@@ -380,10 +380,15 @@ def tile_blocks(blocks: torch.Tensor, block_type: str) -> torch.Tensor:
 def untile_blocks(tiles: torch.Tensor, block_type: str, rows: torch.Tensor | int) -> torch.Tensor:
     """tile_blocks' inverse: the GGUF rows `rows` (an index tensor, or the first `rows` rows) of 8-row tiles."""
     size = BLOCK_BYTES[block_type]
-    index = torch.arange(rows) if isinstance(rows, int) else rows.reshape(-1)
+    scales = 4 if block_type == "Q4_1" else 2
+    if isinstance(rows, int):  # the whole table: views and one copy
+        t = tiles.view(tiles.shape[0], -1, 8 * size)
+        parts = [t[..., 16 * i:16 * i + 16].reshape(*t.shape[:2], 8, 2) for i in range(scales // 2)]
+        codes = t[..., 8 * scales:].reshape(*t.shape[:2], -1, 8, 4).transpose(2, 3).reshape(*t.shape[:2], 8, -1)
+        return torch.cat(parts + [codes], dim=-1).transpose(1, 2).reshape(-1, tiles.shape[1] // 8)[:rows]
+    index = rows.reshape(-1)
     t = tiles[index // 8].view(len(index), -1, 8 * size)  # (n, nb, tile bytes)
     lane, n = index % 8, torch.arange(len(index))
-    scales = 4 if block_type == "Q4_1" else 2
     parts = [t[..., 16 * i:16 * i + 16].view(len(index), -1, 8, 2)[n, :, lane] for i in range(scales // 2)]
     codes = t[..., 8 * scales:].view(len(index), -1, (size - scales) // 4, 8, 4)[n, :, :, lane]
     return torch.cat(parts + [codes.reshape(len(index), -1, size - scales)], dim=-1).reshape(len(index), -1)
@@ -432,7 +437,9 @@ class BlockLinear(nn.Module):
         tiles = blocks if tiled else tile_blocks(blocks, block_type)
         self.weight = tiles if isinstance(tiles, nn.Parameter) else nn.Parameter(tiles, requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
-        self._op = torch.ops.leanformers.q4_linear if block_type == "Q4_1" else torch.ops.leanformers.q8_linear
+        ops = torch.ops.leanformers
+        self._op, self._dequantize = (ops.q4_linear, ops.q4_dequantize) if block_type == "Q4_1" else \
+            (ops.q8_linear, ops.q8_dequantize)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, block_type: str, bias: torch.Tensor | None = None,
@@ -446,7 +453,7 @@ class BlockLinear(nn.Module):
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer computes with."""
-        return dequantize_blocks(self.blocks(), self.block_type)
+        return self._dequantize(self.weight, self.out_features)
 
     def forward(self, x):
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0

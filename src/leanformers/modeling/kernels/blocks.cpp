@@ -14,7 +14,7 @@
 // q1's rounding residual, so activations keep ~16 bits and the result is the weight-only product up to ~2^-16 of each
 // block's largest input (one int8, as llama.cpp's Q8 activations, flips SmolLM2's close first token).
 //
-// Registered as torch.ops.leanformers.q4_linear / q8_linear; built and loaded by kernels/__init__.py.
+// Registered as torch.ops.leanformers.q4_linear / q8_linear (and q4_ / q8_dequantize); built and loaded by kernels/__init__.py.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -168,14 +168,63 @@ at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& tiles, int64_t out_f
   return block_linear<Q8_TILE_BYTES>(x, tiles, out_features, bias, q8_tile, "q8_linear");
 }
 
+// tiles -> float32 (N, K): the weight the kernels compute with, for passes over many rows (a GEMM beats the
+// kernels there) and for inspection
+at::Tensor dequantize_tiles(const at::Tensor& tiles, int64_t out_features, bool q4) {
+  const int64_t tile_bytes = q4 ? Q4_TILE_BYTES : Q8_TILE_BYTES;
+  TORCH_CHECK(tiles.scalar_type() == at::kByte && tiles.dim() == 2 && tiles.is_contiguous() &&
+              tiles.size(1) % tile_bytes == 0 && (out_features + 7) / 8 == tiles.size(0),
+              "dequantize: tiles do not match out_features ", out_features);
+  const int64_t blocks = tiles.size(1) / tile_bytes, in_features = blocks * QK;
+  at::Tensor w = at::empty({tiles.size(0) * 8, in_features}, tiles.options().dtype(at::kFloat));
+  const uint8_t* src = tiles.data_ptr<uint8_t>();
+  float* dst = w.data_ptr<float>();
+  at::parallel_for(0, tiles.size(0), 16, [&](int64_t begin, int64_t end) {
+    alignas(32) float d[8], m[8];
+    for (int64_t t = begin; t < end; ++t) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block = src + t * tiles.size(1) + b * tile_bytes;
+        _mm256_store_ps(d, halves8(block));
+        if (q4) _mm256_store_ps(m, halves8(block + 16));
+        for (int r = 0; r < 8; ++r) {
+          float* row = dst + (t * 8 + r) * in_features + b * QK;
+          for (int j = 0; j < (q4 ? 4 : 8); ++j)
+            for (int i = 0; i < 4; ++i) {
+              const uint8_t byte = block[(q4 ? 32 : 16) + 32 * j + 4 * r + i];
+              if (q4) {
+                row[4 * j + i] = d[r] * static_cast<float>(byte & 15) + m[r];
+                row[4 * j + i + 16] = d[r] * static_cast<float>(byte >> 4) + m[r];
+              } else {
+                row[4 * j + i] = d[r] * static_cast<float>(static_cast<int8_t>(byte));
+              }
+            }
+        }
+      }
+    }
+  });
+  return tiles.size(0) * 8 == out_features ? w : w.narrow(0, 0, out_features).contiguous();
+}
+
+at::Tensor q4_dequantize(const at::Tensor& tiles, int64_t out_features) {
+  return dequantize_tiles(tiles, out_features, true);
+}
+
+at::Tensor q8_dequantize(const at::Tensor& tiles, int64_t out_features) {
+  return dequantize_tiles(tiles, out_features, false);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(leanformers, library) {
   library.def("q4_linear(Tensor x, Tensor tiles, int out_features, Tensor? bias) -> Tensor");
   library.def("q8_linear(Tensor x, Tensor tiles, int out_features, Tensor? bias) -> Tensor");
+  library.def("q4_dequantize(Tensor tiles, int out_features) -> Tensor");
+  library.def("q8_dequantize(Tensor tiles, int out_features) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(leanformers, CPU, library) {
   library.impl("q4_linear", &q4_linear);
   library.impl("q8_linear", &q8_linear);
+  library.impl("q4_dequantize", &q4_dequantize);
+  library.impl("q8_dequantize", &q8_dequantize);
 }
