@@ -312,3 +312,25 @@ def test_gguf_4bit_blocks_become_int8_rows_without_bf16(tmp_path, monkeypatch):
     assert relative_error(model(ids).logits, fp32(ids).logits) < 0.03
     for step in range(1, 4):  # decoding rows (<= 4) take the two-pass int8 kernel
         assert relative_error(model(ids[:, :step]).logits, fp32(ids[:, :step]).logits) < 0.03
+
+
+def test_block_layers_join_qkv_and_gate_up(tmp_path, monkeypatch):
+    """With the block kernels a Llama's q/k/v become one `qkv` layer and gate/up one `gate_up` (one call, one
+    activation quantization): logits and greedy ids equal the unjoined layers'."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    folder = save_tiny(transformers.LlamaForCausalLM(config).eval(), tmp_path)
+    joined = leanformers.AutoModelForCausalLM.from_pretrained(folder, quantization="int4-weight")
+    assert joined.quantization_report["joined"] == ["model.layers.0.attention", "model.layers.0.mlp",
+                                                    "model.layers.1.attention", "model.layers.1.mlp"]
+    attention, mlp = joined.model.layers[0].attention, joined.model.layers[0].mlp
+    assert isinstance(attention.qkv, quant.BlockLinear) and not hasattr(attention, "q")
+    assert attention.qkv.out_features == 64 + 2 * 32 and mlp.gate_up.out_features == 2 * 96 and mlp.up is None
+    monkeypatch.setattr(quant, "join_projections", lambda model: [])
+    separate = leanformers.AutoModelForCausalLM.from_pretrained(folder, quantization="int4-weight")
+    ids = torch.randint(0, 96, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(joined(ids).logits, separate(ids).logits, rtol=1e-6, atol=1e-6)
+        assert torch.equal(joined.generate(ids[:1], max_new_tokens=8, do_sample=False),
+                           separate.generate(ids[:1], max_new_tokens=8, do_sample=False))

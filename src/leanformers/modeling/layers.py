@@ -257,8 +257,12 @@ class MLP(nn.Module):
         self.down = nn.Linear(inner, hidden, bias=bias)
         self.act = activation(act)
         self.act_ = INPLACE_ACTIVATIONS.get(act)
+        self.gate_up = None  # gate and up joined (quantized block layers: modeling/quant.join_projections)
 
     def forward(self, x):
+        if self.gate_up is not None:  # one pass over x for both halves
+            gate, up = self.gate_up(x).chunk(2, -1)
+            return self.down(dropout(self.act(gate) * up, self.dropout, self.training))
         rows = x.numel() // x.shape[-1]
         if (self.act_ is not None and rows >= SCRATCH_ROWS and not torch.is_grad_enabled() and x.is_contiguous()
                 and not (self.training and self.dropout)

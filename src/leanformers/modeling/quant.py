@@ -467,6 +467,49 @@ class BlockLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.block_type} blocks"
 
 
+def join_block_linears(layers: list[BlockLinear]) -> BlockLinear:
+    """One BlockLinear computing the layers' outputs side by side (rows concatenated): one call, one activation
+    quantization and one pass over x instead of several. The layers share in_features and block type."""
+    block_type = layers[0].block_type
+    if any(layer.bias is not None for layer in layers):
+        bias = torch.cat([layer.bias if layer.bias is not None else torch.zeros(layer.out_features)
+                          for layer in layers])
+    else:
+        bias = None
+    if all(layer.out_features % 8 == 0 for layer in layers):  # whole tiles: concatenate them
+        tiles = torch.cat([layer.weight.detach() for layer in layers])
+        return BlockLinear(tiles, block_type, bias, tiled=True, out_features=sum(l.out_features for l in layers))
+    return BlockLinear(torch.cat([layer.blocks() for layer in layers]), block_type, bias)
+
+
+def join_projections(model: nn.Module) -> list[str]:
+    """Join each self-attention's q/k/v and each gated MLP's gate/up when they are BlockLinear layers of one block
+    type (the modules' forward takes the joined `qkv` / `gate_up`). Returns the names of the joined modules."""
+    from .attention import Attention
+    from .layers import MLP
+
+    joined = []
+    for name, module in list(model.named_modules()):
+        parts = None
+        if type(module) is Attention and not name.endswith("cross_attention") and not hasattr(module, "qkv"):
+            parts, target = ("q", "k", "v"), "qkv"
+        elif isinstance(module, MLP) and module.gate is not None and module.gate_up is None:
+            parts, target = ("gate", "up"), "gate_up"
+        if parts is None:
+            continue
+        layers = [getattr(module, part) for part in parts]
+        if not all(isinstance(layer, BlockLinear) for layer in layers) or \
+                len({(layer.block_type, layer.in_features) for layer in layers}) != 1:
+            continue
+        for part in parts:
+            delattr(module, part)
+            if target == "gate_up":
+                setattr(module, part, None)
+        setattr(module, target, join_block_linears(layers))
+        joined.append(name)
+    return joined
+
+
 class BlockEmbedding(nn.Module):
     """An embedding table in GGUF Q8_0 blocks, held as the kernels' 8-row tiles; the rows looked up are dequantized
     to float32. A tied head is a BlockLinear over the same `weight`."""
@@ -573,6 +616,8 @@ def quantize(model: nn.Module, quantization: str, group_size: int = 32, skip: tu
 
 
 def _finish(model: nn.Module, report: dict) -> dict:
+    if report["kernel"] == "blocks":
+        report["joined"] = join_projections(model)
     if report["kept_float"]:
         logger.warning("quantization=%r kept %d layer(s) in float32: %s", report["mode"], len(report["kept_float"]),
                        "; ".join(f"{k}: {v}" for k, v in report["kept_float"].items()))
