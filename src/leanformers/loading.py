@@ -206,11 +206,14 @@ def load_pretrained(cls, name_or_path, *, config=None, dtype=None, torch_dtype=N
                   source=str(name_or_path), quantized=quantized)
     if quantization not in (None, "gguf"):
         model.quantize(quantization)
+        del state_dict
+        _return_freed_memory()
     elif quantization == "gguf":  # kept quantized to save memory: do not keep the parsed file around either
         from .gguf import release_readers
 
         del checkpoint, state_dict, quantized
         release_readers()
+        _return_freed_memory()
     model.config._name_or_path = str(name_or_path)
     if hasattr(model, "load_generation_config"):
         model.load_generation_config(name_or_path, **where)
@@ -232,6 +235,17 @@ def _check_quantization(quantization, gguf_file):
     if quantization == "gguf" and gguf_file is None:
         raise ValueError("quantization='gguf' keeps a GGUF file's quantized tensors: it needs gguf_file=")
     return quantization
+
+
+def _return_freed_memory():
+    """Hand the heap that loading freed (float copies, re-packed blocks) back to the system: glibc keeps it mapped
+    otherwise (measured: 50 MB of a SmolLM2 GGUF load's 390 MB resident). A no-op where malloc_trim is missing."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def build(cls, config, checkpoint, dtype, ignore_mismatched_sizes=False, source="the checkpoint", quantized=None):
