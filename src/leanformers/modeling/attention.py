@@ -50,6 +50,8 @@ def apply_rotary(x, cos, sin):  # x (B, H, T, D); cos/sin (B, T, R), R <= D: par
 
 
 class Attention(nn.Module):
+    rotate = staticmethod(apply_rotary)  # (x, cos, sin) -> x rotated; quantized block models take a fused one
+
     def __init__(self, hidden: int, num_heads: int, *, num_kv_heads: int | None = None, head_dim: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, fused_qkv: bool = False, scale: float | None = None,
                  kv_hidden: int | None = None, softcap: float | None = None, qk_norm_eps: float | None = None,
@@ -119,7 +121,7 @@ class Attention(nn.Module):
             if self.q_norm is not None:
                 q, k = self.q_norm(q), self.k_norm(k)
             if rotary is not None:
-                q, k = apply_rotary(q, *(t[:, :queries] for t in rotary)), apply_rotary(k, *rotary)
+                q, k = self.rotate(q, *(t[:, :queries] for t in rotary)), self.rotate(k, *rotary)
             if cache is not None:
                 k, v = cache.update(layer_idx, k, v)
         else:  # cross-attention: K/V of the encoder output are computed once and kept in the cache

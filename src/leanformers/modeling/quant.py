@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from leanformers.modeling import kernels
+from leanformers.modeling.attention import Attention, apply_rotary
+from leanformers.modeling.layers import RMSNorm
 
 logger = logging.getLogger("leanformers")
 
@@ -485,7 +487,6 @@ def join_block_linears(layers: list[BlockLinear]) -> BlockLinear:
 def join_projections(model: nn.Module) -> list[str]:
     """Join each self-attention's q/k/v and each gated MLP's gate/up when they are BlockLinear layers of one block
     type (the modules' forward takes the joined `qkv` / `gate_up`). Returns the names of the joined modules."""
-    from .attention import Attention
     from .layers import MLP
 
     joined = []
@@ -508,6 +509,33 @@ def join_projections(model: nn.Module) -> list[str]:
         setattr(module, target, join_block_linears(layers))
         joined.append(name)
     return joined
+
+
+class FusedRMSNorm(RMSNorm):
+    """RMSNorm as one op (torch.ops.leanformers.rms_norm, the same float32 arithmetic) at inference in float32."""
+
+    def forward(self, x):
+        if x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return torch.ops.leanformers.rms_norm(x, self.weight, self.eps)
+        return super().forward(x)
+
+
+def fused_rotary(x, cos, sin):
+    """apply_rotary as one op (torch.ops.leanformers.rotary, the same float32 arithmetic) where it applies: full
+    rotary, float32, inference."""
+    if cos.shape[-1] == x.shape[-1] and x.dtype == torch.float32 and not torch.is_grad_enabled():
+        return torch.ops.leanformers.rotary(x, cos, sin)
+    return apply_rotary(x, cos, sin)
+
+
+def use_fused_decode_ops(model: nn.Module):
+    """The block-quantized model's RMSNorms and self-attention rotations take the block kernels' fused ops: at one
+    row per decoding step their 6-12 small torch ops cost more than the arithmetic."""
+    for module in model.modules():
+        if type(module) is RMSNorm:
+            module.__class__ = FusedRMSNorm
+        elif type(module) is Attention:
+            module.rotate = fused_rotary
 
 
 class BlockEmbedding(nn.Module):
@@ -618,6 +646,7 @@ def quantize(model: nn.Module, quantization: str, group_size: int = 32, skip: tu
 def _finish(model: nn.Module, report: dict) -> dict:
     if report["kernel"] == "blocks":
         report["joined"] = join_projections(model)
+        use_fused_decode_ops(model)
     if report["kept_float"]:
         logger.warning("quantization=%r kept %d layer(s) in float32: %s", report["mode"], len(report["kept_float"]),
                        "; ".join(f"{k}: {v}" for k, v in report["kept_float"].items()))
