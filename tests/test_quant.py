@@ -334,3 +334,27 @@ def test_block_layers_join_qkv_and_gate_up(tmp_path, monkeypatch):
         torch.testing.assert_close(joined(ids).logits, separate(ids).logits, rtol=1e-6, atol=1e-6)
         assert torch.equal(joined.generate(ids[:1], max_new_tokens=8, do_sample=False),
                            separate.generate(ids[:1], max_new_tokens=8, do_sample=False))
+
+
+def test_fused_decode_ops_equal_the_modules():
+    """The block models' fused RMSNorm and rotary ops (one call each) compute what the modules compute: the same
+    float32 operations (rotary bit for bit, RMSNorm up to the order of its sum of squares); they apply only at
+    inference in float32 and fall back otherwise."""
+    from leanformers.modeling import attention, layers
+
+    assert kernels.blocks(), "the block kernels did not build on this machine (see the warning above)"
+    torch.manual_seed(0)
+    norm = layers.RMSNorm(100, 1e-6)
+    norm.weight.data = torch.randn(100)
+    x = torch.randn(2, 3, 100) * 5
+    fused = quant.FusedRMSNorm(100, 1e-6)
+    fused.load_state_dict(norm.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), norm(x), rtol=1e-6, atol=1e-6)
+        q = torch.randn(2, 4, 7, 32).transpose(1, 2)  # (B, H=7, T=4, D) as a non-contiguous view, as attention has it
+        for cos, sin in ((torch.randn(2, 4, 32), torch.randn(2, 4, 32)), (torch.randn(1, 4, 32), torch.randn(1, 4, 32))):
+            assert torch.equal(quant.fused_rotary(q, cos, sin), attention.apply_rotary(q, cos, sin))
+        partial = torch.randn(2, 4, 16)  # partial rotary: the module's path
+        assert torch.equal(quant.fused_rotary(q, partial, partial), attention.apply_rotary(q, partial, partial))
+    x.requires_grad_(True)
+    assert fused(x).grad_fn is not None  # training keeps the differentiable module
