@@ -119,9 +119,10 @@ def load(quantization=None):
                                                             quantization=quantization)
 
 
-@pytest.mark.parametrize("kernel", ["this CPU's", "dequant"])
+@pytest.mark.parametrize("kernel", ["blocks", "dequant"])
 def test_smollm2_kept_quantized_answers_paris(tokenizer, monkeypatch, kernel):
-    """Kept quantized, with this CPU's choice (int4 on bf16 CPUs, int8 rows on AVX2) and with int4 layers forced."""
+    """Kept quantized, with our block kernels (the default on AVX2 CPUs: the file's Q4_1 / Q8_0 bytes) and with
+    torch's int4 layers forced (dequantized per call on CPUs without bf16 instructions)."""
     if kernel == "dequant":
         monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "dequant")
     else:
@@ -130,27 +131,36 @@ def test_smollm2_kept_quantized_answers_paris(tokenizer, monkeypatch, kernel):
     report = model.quantization_report
     assert report["types"]["model.layers.0.mlp.up"] == "Q4_1" and report["types"]["model.embeddings.word"] == "Q8_0"
     assert not any(type(m) is torch.nn.Linear for m in model.modules())  # no float32 copy of a linear weight
-    int8 = report["int4_as_int8"]
-    assert int8 == (kernel != "dequant" and not quant.cpu_features()["bf16"])
-    expected = quant.Int8WeightLinear if int8 else quant.Int4WeightLinear
-    assert isinstance(model.model.layers[0].mlp.up, expected)
+    assert report["kernel"] == kernel
+    if kernel == "blocks":  # q/k/v and gate/up joined, each a Q4_1 block layer; the tied table Q8_0 blocks
+        layer = model.model.layers[0]
+        assert isinstance(layer.attention.qkv, quant.BlockLinear) and layer.attention.qkv.block_type == "Q4_1"
+        assert isinstance(layer.mlp.gate_up, quant.BlockLinear) and isinstance(model.model.embeddings.word,
+                                                                               quant.BlockEmbedding)
+    else:
+        assert isinstance(model.model.layers[0].mlp.up, quant.Int4WeightLinear)
     assert model.head.decoder.weight is model.model.embeddings.word.weight  # one int8 table, tied
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    assert weight_bytes < (140e6 if int8 else 90e6), weight_bytes  # fp32: 540 MB
+    assert weight_bytes < 100e6, weight_bytes  # fp32: 540 MB
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                         add_generation_prompt=True, return_tensors="pt")
     out = model.generate(ids, max_new_tokens=12, do_sample=False)
     assert tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == "The capital of France is Paris."
 
 
-def test_smollm2_q4_blocks_map_exactly(tokenizer, monkeypatch):
-    """The Q4_1 codes are kept as they are: dequantizing our int4 layer gives the gguf package's float weights up
-    to the bf16 rounding of the block scales (and the Q/K row order undone the same way)."""
+@pytest.mark.parametrize("kernel", ["blocks", "dequant"])
+def test_smollm2_q4_blocks_map_exactly(tokenizer, monkeypatch, kernel):
+    """The Q4_1 codes are kept as they are: dequantizing our layer gives the gguf package's float weights, exactly
+    with the block kernels (the file's bytes), up to the bf16 rounding of the block scales in torch's int4 layout;
+    the Q/K row order undone the same way."""
     from gguf.quants import dequantize
 
     from leanformers.gguf import _open, unpermute_rows
 
-    monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "dequant")  # int4 layers, whatever the CPU
+    if kernel == "dequant":
+        monkeypatch.setenv("LEANFORMERS_QUANT_KERNEL", "dequant")  # torch's int4 layers, whatever the CPU
+    else:
+        monkeypatch.delenv("LEANFORMERS_QUANT_KERNEL", raising=False)
     model = load("gguf")
     reader = _open(str(SMOLLM2))
     for gguf_name, ours, heads in (("blk.3.ffn_down.weight", "model.layers.3.mlp.down", None),
@@ -158,8 +168,12 @@ def test_smollm2_q4_blocks_map_exactly(tokenizer, monkeypatch):
         tensor = next(t for t in reader.tensors if t.name == gguf_name)
         expected = torch.from_numpy(dequantize(tensor.data, tensor.tensor_type).copy())
         expected = unpermute_rows(expected, heads) if heads else expected
-        got = model.get_submodule(ours).dequantize()
-        assert (got - expected).abs().max().item() <= expected.abs().max().item() * 2 ** -7
+        if kernel == "blocks" and ours.endswith(".q"):  # the first rows of the joined q/k/v layer
+            got = model.get_submodule(ours[:-2] + ".qkv").dequantize()[:expected.shape[0]]
+        else:
+            got = model.get_submodule(ours).dequantize()
+        bound = 0 if kernel == "blocks" else expected.abs().max().item() * 2 ** -7
+        assert (got - expected).abs().max().item() <= bound
 
 
 @pytest.fixture(scope="module")
