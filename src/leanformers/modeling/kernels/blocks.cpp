@@ -26,6 +26,7 @@ namespace {
 
 constexpr int64_t QK = 32;  // inputs per block
 constexpr int64_t Q4_TILE_BYTES = 160, Q8_TILE_BYTES = 272;  // per block of an 8-row tile
+constexpr int64_t PREFETCH_TILES = 2;
 
 // x (M, K) float -> xq (M, K/32, 2, 32) int8 (q1 then q2 per block), xd (M, K/32) = block max / 127 / 254 (the scale of
 // 254 * q1 + q2), xs (M, K/32) = the block's float sum (for Q4_1's minimum). Built with -ffp-contract=off, so it rounds
@@ -82,7 +83,7 @@ struct Activations {
 };
 
 // One 8-row tile x one activation row -> 8 outputs
-void q4_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out) {
+void q4_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out, int64_t ahead) {
   const int8_t* xq = a.q + row * a.blocks * 2 * QK;
   const float* xd = a.d + row * a.blocks;
   const float* xs = a.s + row * a.blocks;
@@ -90,6 +91,7 @@ void q4_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out)
   __m256 acc = _mm256_setzero_ps(), minimum = _mm256_setzero_ps();
   for (int64_t b = 0; b < a.blocks; ++b) {
     const uint8_t* block = tile + b * Q4_TILE_BYTES;
+    for (int line = 0; line < Q4_TILE_BYTES; line += 64) _mm_prefetch(reinterpret_cast<const char*>(block + ahead + line), _MM_HINT_T0);
     const int8_t* x1 = xq + b * 2 * QK;
     const int8_t* x2 = x1 + QK;
     __m256i sum = _mm256_setzero_si256();
@@ -104,12 +106,13 @@ void q4_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out)
   _mm256_storeu_ps(out, _mm256_add_ps(acc, minimum));
 }
 
-void q8_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out) {
+void q8_tile(const uint8_t* tile, const Activations& a, int64_t row, float* out, int64_t ahead) {
   const int8_t* xq = a.q + row * a.blocks * 2 * QK;
   const float* xd = a.d + row * a.blocks;
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < a.blocks; ++b) {
     const uint8_t* block = tile + b * Q8_TILE_BYTES;
+    for (int line = 0; line < Q8_TILE_BYTES; line += 64) _mm_prefetch(reinterpret_cast<const char*>(block + ahead + line), _MM_HINT_T0);
     const int8_t* x1 = xq + b * 2 * QK;
     const int8_t* x2 = x1 + QK;
     __m256i sum = _mm256_setzero_si256();
@@ -149,7 +152,7 @@ at::Tensor block_linear(const at::Tensor& x_in, const at::Tensor& tiles, int64_t
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(blocks * rows, 1));
   at::parallel_for(0, tiles.size(0), grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t)
-      for (int64_t r = 0; r < rows; ++r) tile(w + t * tile_stride, a, r, out + r * padded + t * 8);
+      for (int64_t r = 0; r < rows; ++r) tile(w + t * tile_stride, a, r, out + r * padded + t * 8, r == 0 ? PREFETCH_TILES * tile_stride : 0);
   });
   if (padded != out_features) y = y.narrow(1, 0, out_features).contiguous();
   if (bias.has_value() && bias->defined()) y.add_(bias->to(at::kFloat));
