@@ -352,7 +352,8 @@ def test_fused_decode_ops_equal_the_modules():
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), norm(x), rtol=1e-6, atol=1e-6)
         q = torch.randn(2, 4, 7, 32).transpose(1, 2)  # (B, H=7, T=4, D) as a non-contiguous view, as attention has it
-        for cos, sin in ((torch.randn(2, 4, 32), torch.randn(2, 4, 32)), (torch.randn(1, 4, 32), torch.randn(1, 4, 32))):
+        for rows in (2, 1):  # cos / sin per batch row, or one for all
+            cos, sin = torch.randn(rows, 4, 32), torch.randn(rows, 4, 32)
             assert torch.equal(quant.fused_rotary(q, cos, sin), attention.apply_rotary(q, cos, sin))
         partial = torch.randn(2, 4, 16)  # partial rotary: the module's path
         assert torch.equal(quant.fused_rotary(q, partial, partial), attention.apply_rotary(q, partial, partial))

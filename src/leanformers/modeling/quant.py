@@ -3,22 +3,24 @@
 Modes (`QUANTIZATIONS`):
 - "int8": dynamic int8 linears. Weights int8 per output channel, activations quantized per call (per tensor, uint8)
   by torch's quantized engine (fbgemm / oneDNN behind "x86"). For throughput: encoders, prefill, batched decoding.
-- "int8-weight": weight-only int8, one scale per output channel (the layout of torch's `_weight_int8pack_mm`).
-- "int4-weight": weight-only int4, a scale and a float zero per group of `group_size` (32 by default) inputs
-  (torch's `_weight_int4pack_mm_for_cpu`: w = (q - 8) * scale + zero, q in 0..15).
-- "gguf" (GGUF files only): each tensor keeps the quantization of the file: Q4_0 / Q4_1 blocks map bit for bit onto
-  the int4 path (group 32), Q8_0 onto int8 (re-scaled per output channel), other block types (K-quants, Q5_*) are
-  dequantized one tensor at a time and re-quantized to int4 (<= 4 bits) or int8 (5-8 bits). No fp32 copy of the
-  model is ever built. On CPUs without bf16 instructions (AVX2) the 4-bit types become int8 rows instead (below).
+- "int8-weight": weight-only int8 (GGUF Q8_0 blocks with our kernels, else one scale per output channel).
+- "int4-weight": weight-only int4, a scale and a minimum per group of `group_size` (32 by default) inputs.
+- "gguf" (GGUF files only): each tensor keeps the quantization of the file. No fp32 copy of the model is built.
 
-Kernels, measured (bench/RESULTS.md, /work/shared/perf/kernels.py): torch's weight-only kernels are fast only with
-bfloat16 activations on CPUs with AVX512-BF16 / AMX (on AVX2 they are 10-100x slower than fp32). So the weight-only
-linears run `x.bfloat16() -> kernel -> float32` where the CPU has bf16 instructions, and otherwise dequantize the
-weight per call into an fp32 F.linear (correct everywhere, slower, and said so in the report). Dynamic int8 needs a
-quantized engine (fbgemm/x86/onednn/qnnpack); without one, "int8" raises and names the alternatives.
+Kernels for the weight-only modes, best first (`_weight_only_kernel`, LEANFORMERS_QUANT_KERNEL forces one):
+- "blocks": our C++ kernels (modeling/kernels, built on first use; x86-64 with AVX2 + FMA + F16C and a compiler):
+  weights as GGUF's Q4_1 / Q8_0 blocks of 32 in 8-row tiles (BlockLinear, BlockEmbedding), activations quantized
+  per call to ~16 bits, one pass over the weight bytes. GGUF Q4_1 / Q8_0 tensors keep the file's bytes, Q4_0 maps
+  exactly onto Q4_1, other types are re-quantized (<= 4 bits to Q4_1, wider to Q8_0). Such models also join q/k/v
+  and gate/up into one layer each and take fused RMSNorm / rotary ops (one call where the modules take 6-12).
+- "bf16": torch's `_weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` on bf16 activations: fast only on CPUs
+  with AVX512-BF16 / AMX (on AVX2 they are 10-100x slower than fp32: bench/RESULTS.md, /work/shared/perf/kernels.py).
+- "dequant": the weight dequantized per call into an fp32 F.linear (correct everywhere, no speed-up); a GGUF file's
+  4-bit blocks become int8 rows on the int8 engine's two-pass kernel ("int8x2") instead where that engine exists.
+Dynamic int8 needs a quantized engine (fbgemm/x86/onednn/qnnpack); without one, "int8" raises and names the others.
 
-A tied output projection (decoders whose lm_head is the word embedding) becomes one int8 table with a scale per
-vocabulary row, read by the embedding lookup and by the head: the table is stored once, as the fp32 one was.
+A tied output projection (decoders whose lm_head is the word embedding) becomes one int8 table read by the
+embedding lookup and by the head: the table is stored once, as the fp32 one was.
 
 Saving: quantized models are not written by save_pretrained; save the fp32 model (or keep the GGUF file) and
 quantize again on load (`from_pretrained(..., quantization=...)`) — quantizing takes well under a second per 100M
@@ -480,7 +482,8 @@ def join_block_linears(layers: list[BlockLinear]) -> BlockLinear:
         bias = None
     if all(layer.out_features % 8 == 0 for layer in layers):  # whole tiles: concatenate them
         tiles = torch.cat([layer.weight.detach() for layer in layers])
-        return BlockLinear(tiles, block_type, bias, tiled=True, out_features=sum(l.out_features for l in layers))
+        rows = sum(layer.out_features for layer in layers)
+        return BlockLinear(tiles, block_type, bias, tiled=True, out_features=rows)
     return BlockLinear(torch.cat([layer.blocks() for layer in layers]), block_type, bias)
 
 

@@ -82,7 +82,8 @@ def _build(folder: Path) -> Path:
         include = torch_root / "include"
         with tempfile.TemporaryDirectory(dir=folder) as work:
             partial = Path(work) / "blocks.so"
-            command = [compiler, "-O3", "-std=c++20", "-shared", "-fPIC", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-DNDEBUG",
+            command = [compiler, "-O3", "-std=c++20", "-shared", "-fPIC", "-mavx2", "-mfma", "-mf16c",
+                       "-ffp-contract=off", "-fopenmp", "-DNDEBUG",
                        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                        f"-I{include}", f"-I{include / 'torch/csrc/api/include'}", str(SOURCE), "-o", str(partial),
                        f"-L{torch_root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_root / 'lib'}"]
