@@ -4,6 +4,7 @@ against one-at-a-time serving (the same server with --max-batch-size 1) and llam
 (when a build is found); then the server's RSS over 1000 small requests.
 
     .venv/bin/python bench/bench_server.py [--threads 2] [--max-tokens 32] [--llama-server PATH] [--quick]
+        [--models smollm2 --quantization gguf]   (SmolLM2 on the file's own blocks: our block kernels)
 
 Every server is a separate process on 127.0.0.1 started and stopped here; requests are /v1/completions with
 stream=true, temperature 0 and ignore_eos (every request generates exactly --max-tokens tokens); the greedy texts of
@@ -94,13 +95,15 @@ class Server:
         return float("nan")
 
 
-def ours(model: str, threads: int, batch: int, gguf: str | None = None) -> Server:
+def ours(model: str, threads: int, batch: int, gguf: str | None = None, quantization: str | None = None) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "leanformers.cli", "serve", "--model", model, "--port", str(port),
                "--threads", str(threads), "--max-batch-size", str(batch), "--max-queue", "4096",
                "--log-level", "warning"]
     if gguf:
         command += ["--gguf-file", gguf, "--served-model-name", "m"]
+    if quantization:
+        command += ["--quantization", quantization]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return Server(command, port, env)
 
@@ -219,6 +222,7 @@ def main():
     parser.add_argument("--rss-requests", type=int, default=1000)
     parser.add_argument("--models", default="gpt2,smollm2")
     parser.add_argument("--servers", default="continuous,single,llama", help="which servers to run")
+    parser.add_argument("--quantization", help="serve SmolLM2 with --quantization (e.g. gguf: the file's blocks)")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", flush=True)
     counts = [int(c) for c in args.clients.split(",")]
@@ -235,8 +239,9 @@ def main():
                    "ours (one at a time)": lambda: ours(gpt2, args.threads, 1)}
         rows += run_matrix("gpt2-124M", _pick(servers, wanted), counts, requests_for, args.max_tokens)
     if "smollm2" in args.models:
-        servers = _pick({"ours (continuous, 16)": lambda: ours(str(SMOLLM2), args.threads, 16, GGUF),
-                         "ours (one at a time)": lambda: ours(str(SMOLLM2), args.threads, 1, GGUF)}, wanted)
+        q = args.quantization
+        servers = _pick({"ours (continuous, 16)": lambda: ours(str(SMOLLM2), args.threads, 16, GGUF, q),
+                         "ours (one at a time)": lambda: ours(str(SMOLLM2), args.threads, 1, GGUF, q)}, wanted)
         binary = find_llama_server(args.llama_server)
         if binary and "llama" in wanted:
             servers["llama.cpp server (16)"] = lambda: llama_cpp(binary, args.threads, 16, 512)

@@ -173,8 +173,8 @@ class Int8DynamicLinear(nn.Module):
 
 
 # up to this many rows torch's weight-only kernels beat dequantize + MKL (measured: the int8 one slows down ~linearly
-# with rows, the int4 one stays at or under fp32 up to ~64 rows); our block kernels up to BLOCK_KERNEL_ROWS
-GEMV_ROWS, INT4_KERNEL_ROWS, BLOCK_KERNEL_ROWS = 4, 64, 48
+# with rows, the int4 one stays at or under fp32 up to ~64 rows)
+GEMV_ROWS, INT4_KERNEL_ROWS = 4, 64
 OUTLIER_FACTOR, OUTLIER_MIN_ROWS = 2.0, 8  # dynamic int8: rows this far above the median get their own scale
 OUTLIER_FACTOR_COLUMNS = 6.0  # dynamic int8: input channels this far above the median channel go through float32
 
@@ -427,9 +427,10 @@ class BlockLinear(nn.Module):
     """y = x W^T + b with W in GGUF blocks of 32 inputs, as llama.cpp holds them: "Q4_1" (4-bit, float16 scale and
     minimum: int4-weight and GGUF Q4_0 / Q4_1 files) or "Q8_0" (int8, float16 scale: int8-weight and GGUF Q8_0).
     Built from GGUF rows (a file's own bytes where it has them); `weight` holds the same bytes as 8-row tiles
-    (tile_blocks), uint8 (ceil(out_features / 8), in_features / 32 * 8 * block bytes). Up to BLOCK_KERNEL_ROWS rows
-    run torch.ops.leanformers.q4_linear / q8_linear (modeling/kernels: activations as two int8 blocks, ~16 bits,
-    one pass over the weight bytes); more rows dequantize into one fp32 MKL GEMM, where compute bounds the time."""
+    (tile_blocks), uint8 (ceil(out_features / 8), in_features / 32 * 8 * block bytes). Every call runs
+    torch.ops.leanformers.q4_linear / q8_linear (modeling/kernels: activations as two int8 blocks, ~16 bits, one
+    pass over the weight bytes). Each row's result depends on that row only, so a request gives the same numbers
+    alone or in any batch; a prompt of a few hundred tokens costs about what dequantize + MKL would (measured)."""
 
     def __init__(self, blocks: torch.Tensor, block_type: str, bias: torch.Tensor | None = None, *,
                  tiled: bool = False, out_features: int | None = None):
@@ -460,12 +461,8 @@ class BlockLinear(nn.Module):
         return self._dequantize(self.weight, self.out_features)
 
     def forward(self, x):
-        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        if 0 < rows <= BLOCK_KERNEL_ROWS:
-            y = self._op(x, self.weight, self.out_features, self.bias)
-            return y if x.dtype == torch.float32 else y.to(x.dtype)
-        y = F.linear(x, self.dequantize().to(x.dtype))
-        return y if self.bias is None else y + self.bias.to(y.dtype)
+        y = self._op(x, self.weight, self.out_features, self.bias)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.block_type} blocks"
