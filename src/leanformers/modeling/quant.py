@@ -58,11 +58,7 @@ def check_quantization(quantization) -> str | None:
 @functools.cache
 def cpu_features() -> dict:
     """{'bf16': AVX512-BF16 or AMX-BF16, 'vnni': AVX512-VNNI or AVX-VNNI, 'engine': quantized engine or None}."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        flags = []
+    flags = kernels.cpu_flags()
     engines = [e for e in ("x86", "fbgemm", "onednn", "qnnpack") if e in torch.backends.quantized.supported_engines]
     return {"bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
             "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,

@@ -30,13 +30,14 @@ logger = logging.getLogger("leanformers")
 SOURCE = Path(__file__).with_name("blocks.cpp")
 
 
-def cpu_flags() -> set[str]:
+@functools.cache
+def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            return set(next((line for line in cpuinfo if line.startswith("flags")), "").split())
+            return frozenset(next((line for line in cpuinfo if line.startswith("flags")), "").split())
     except OSError:
-        return set()
+        return frozenset()
 
 
 def cache_folder() -> Path:
