@@ -27,20 +27,28 @@ class KVCache:
 
     def update(self, layer_idx: int, keys: torch.Tensor, values: torch.Tensor):
         """Append (B, H, T_new, D) keys/values; return all of them so far, (B, H, T_total, D)."""
-        start, new = self._lengths[layer_idx], keys.shape[2]
+        buf_k, buf_v, start = self.reserve(layer_idx, keys.shape[2], keys, values.shape[3])
+        end = start + keys.shape[2]
+        buf_k[:, :, start:end] = keys
+        buf_v[:, :, start:end] = values
+        return buf_k[:, :, :end], buf_v[:, :, :end]
+
+    def reserve(self, layer_idx: int, new: int, like: torch.Tensor, value_dim: int | None = None):
+        """Room for `new` more positions of layer `layer_idx`, keys shaped like `like` (B, H, *, D): returns the
+        whole (B, H, capacity, D) key and value buffers and the first new position, and counts the positions as
+        written (the caller writes them: update(), or a fused decode step)."""
+        start = self._lengths[layer_idx]
         buf_k, buf_v = self._keys[layer_idx], self._values[layer_idx]
-        if buf_k is None or start + new > buf_k.shape[2] or buf_k.shape[0] != keys.shape[0]:
+        if buf_k is None or start + new > buf_k.shape[2] or buf_k.shape[0] != like.shape[0]:
             capacity = max(2 * (start + new), 16)
-            grown_k = keys.new_empty(keys.shape[0], keys.shape[1], capacity, keys.shape[3])
-            grown_v = values.new_empty(values.shape[0], values.shape[1], capacity, values.shape[3])
+            grown_k = like.new_empty(like.shape[0], like.shape[1], capacity, like.shape[3])
+            grown_v = like.new_empty(like.shape[0], like.shape[1], capacity, value_dim or like.shape[3])
             if buf_k is not None and start:
                 grown_k[:, :, :start] = buf_k[:, :, :start]
                 grown_v[:, :, :start] = buf_v[:, :, :start]
             buf_k, buf_v = self._keys[layer_idx], self._values[layer_idx] = grown_k, grown_v
-        buf_k[:, :, start:start + new] = keys
-        buf_v[:, :, start:start + new] = values
-        self._lengths[layer_idx] = end = start + new
-        return buf_k[:, :, :end], buf_v[:, :, :end]
+        self._lengths[layer_idx] = start + new
+        return buf_k, buf_v, start
 
     def reorder_cache(self, beam_idx: torch.Tensor):
         """Keep the rows of `beam_idx` (beam search): every layer's self and cross K/V and batch-first extras."""

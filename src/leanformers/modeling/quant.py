@@ -526,12 +526,51 @@ def fused_rotary(x, cos, sin):
 
 def use_fused_decode_ops(model: nn.Module):
     """The block-quantized model's RMSNorms and self-attention rotations take the block kernels' fused ops: at one
-    row per decoding step their 6-12 small torch ops cost more than the arithmetic."""
+    row per decoding step their 6-12 small torch ops cost more than the arithmetic. Llama-style blocks whose layers
+    are all block layers also decode a token in one op (fused_decode_step)."""
+    from .layers import MLP
+    from .transformer import Block
+
     for module in model.modules():
         if type(module) is RMSNorm:
             module.__class__ = FusedRMSNorm
         elif type(module) is Attention:
             module.rotate = fused_rotary
+    for module in model.modules():
+        if isinstance(module, Block):
+            attention, mlp = module.attention, module.mlp
+            if (module.pre_norm and not module.parallel and module.cross_attention is None
+                    and module.attention_post_norm is None and module.mlp_post_norm is None
+                    and type(module.attention_norm) is FusedRMSNorm and type(module.mlp_norm) is FusedRMSNorm
+                    and type(attention) is Attention and attention.q_norm is None and attention.softcap is None
+                    and isinstance(getattr(attention, "qkv", None), BlockLinear) and isinstance(attention.o, BlockLinear)
+                    and type(mlp) is MLP and isinstance(mlp.gate_up, BlockLinear) and isinstance(mlp.down, BlockLinear)
+                    and mlp.act is F.silu):
+                module.fused_decode = fused_decode_step
+
+
+def fused_decode_step(block, x, bias, cache, layer_idx: int, rotary) -> torch.Tensor:
+    """One decoding step (x (B, 1, hidden), one new token per row) of a Llama-style block through
+    torch.ops.leanformers.decode_layer: the same computation as the modules' path, the new keys and values written
+    into `cache`. Falls back to the modules where the rotary table does not cover the whole head (partial)."""
+    attention, mlp = block.attention, block.mlp
+    cos, sin = rotary
+    if cos.shape[-1] != attention.head_dim or x.dtype != torch.float32:
+        block_type = type(block)
+        fused, block.fused_decode = block.fused_decode, None
+        try:
+            return block_type.forward(block, x, bias, cache=cache, layer_idx=layer_idx, rotary=rotary,
+                                      is_causal=True)[0]
+        finally:
+            block.fused_decode = fused
+    like = x.new_empty(x.shape[0], attention.num_kv_heads, 1, attention.head_dim)
+    keys, values, position = cache.reserve(layer_idx, 1, like)
+    return torch.ops.leanformers.decode_layer(
+        x.contiguous(), block.attention_norm.weight, block.attention_norm.eps, attention.qkv.weight,
+        attention.qkv.out_features, attention.qkv.bias, cos, sin, keys, values, position, attention.num_heads,
+        attention.num_kv_heads, attention.scale, bias, attention.o.weight, attention.o.out_features, attention.o.bias,
+        block.mlp_norm.weight, block.mlp_norm.eps, mlp.gate_up.weight, mlp.gate_up.out_features, mlp.gate_up.bias,
+        mlp.down.weight, mlp.down.out_features, mlp.down.bias)
 
 
 class BlockEmbedding(nn.Module):

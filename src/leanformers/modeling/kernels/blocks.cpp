@@ -274,6 +274,89 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos_in, const at::Tenso
   return y;
 }
 
+// ---------------------------------------------------------------- one decoder layer, one new token per row
+// A Llama-style pre-norm block at decoding (every row one new token), in one call: RMSNorm, the joined q/k/v block
+// layer, rotary, the new keys/values written into the cache at `position`, attention over positions 0..position
+// (grouped-query, optional additive bias), o, residual, RMSNorm, the joined gate/up, SiLU(gate) * up, down, residual.
+// The modules' own path runs ~25 torch ops per layer, each 3-6 us of dispatch: as long as the block kernels' work.
+at::Tensor block_linear_any(const at::Tensor& x, const at::Tensor& tiles, int64_t out_features,
+                            const c10::optional<at::Tensor>& bias) {
+  const int64_t blocks = x.size(-1) / QK;
+  if (tiles.size(1) == blocks * Q4_TILE_BYTES) return q4_linear(x, tiles, out_features, bias);
+  return q8_linear(x, tiles, out_features, bias);
+}
+
+at::Tensor decode_layer(const at::Tensor& x, const at::Tensor& norm1, double eps1, const at::Tensor& qkv,
+                        int64_t qkv_out, const c10::optional<at::Tensor>& qkv_bias, const at::Tensor& cos_in,
+                        const at::Tensor& sin_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                        int64_t position, int64_t heads, int64_t kv_heads, double scale,
+                        const c10::optional<at::Tensor>& attention_bias, const at::Tensor& o, int64_t o_out,
+                        const c10::optional<at::Tensor>& o_bias, const at::Tensor& norm2, double eps2,
+                        const at::Tensor& gate_up, int64_t gate_up_out, const c10::optional<at::Tensor>& gate_up_bias,
+                        const at::Tensor& down, int64_t down_out, const c10::optional<at::Tensor>& down_bias) {
+  const int64_t B = x.size(0), hidden = x.size(-1), D = k_cache.size(3), S = position + 1;
+  TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "decode_layer: x must be contiguous float32 (B, 1, hidden)");
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous() && k_cache.size(0) == B &&
+              k_cache.size(1) == kv_heads && k_cache.size(2) > position && qkv_out == (heads + 2 * kv_heads) * D &&
+              heads % kv_heads == 0 && cos_in.size(-1) == D, "decode_layer: cache or head shapes do not match");
+  const at::Tensor cos = cos_in.to(at::kFloat).contiguous(), sin = sin_in.to(at::kFloat).contiguous();
+  const at::Tensor projected = block_linear_any(rms_norm(x, norm1, eps1).view({B, hidden}), qkv, qkv_out, qkv_bias);
+  at::Tensor attended = at::empty({B, heads * D}, x.options());
+  at::Tensor bias = attention_bias.has_value() && attention_bias->defined()
+                        ? attention_bias->to(at::kFloat).expand({B, heads, 1, S})
+                        : at::zeros({1, 1, 1, S}, x.options()).expand({B, heads, 1, S});
+  const auto bias_at = bias.accessor<float, 4>();
+  const int64_t half = D / 2, group = heads / kv_heads;
+  float* keys = k_cache.data_ptr<float>();
+  float* values = v_cache.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* row = projected.data_ptr<float>() + b * qkv_out;
+    const float* c = cos.data_ptr<float>() + (cos.size(0) == 1 ? 0 : b) * D;
+    const float* s = sin.data_ptr<float>() + (sin.size(0) == 1 ? 0 : b) * D;
+    auto rotate = [&](const float* v, float* out) {  // v * cos + rotate_half(v) * sin, as the module computes it
+      for (int64_t i = 0; i < D; ++i) out[i] = v[i] * c[i] + (i < half ? -v[i + half] : v[i - half]) * s[i];
+    };
+    for (int64_t g = 0; g < kv_heads; ++g) {
+      const int64_t at = ((b * kv_heads + g) * k_cache.size(2) + position) * D;
+      rotate(row + (heads + g) * D, keys + at);
+      std::memcpy(values + at, row + (heads + kv_heads + g) * D, D * sizeof(float));
+    }
+    std::vector<float> query(D), scores(S);
+    for (int64_t h = 0; h < heads; ++h) {
+      rotate(row + h * D, query.data());
+      const int64_t g = h / group;
+      const float* k = keys + (b * kv_heads + g) * k_cache.size(2) * D;
+      const float* v = values + (b * kv_heads + g) * v_cache.size(2) * D;
+      float top = -INFINITY;
+      for (int64_t t = 0; t < S; ++t) {
+        float dot = 0.f;
+        for (int64_t i = 0; i < D; ++i) dot += query[i] * k[t * D + i];
+        scores[t] = dot * static_cast<float>(scale) + bias_at[b][h][0][t];
+        top = std::fmax(top, scores[t]);
+      }
+      float total = 0.f;
+      for (int64_t t = 0; t < S; ++t) total += (scores[t] = std::exp(scores[t] - top));
+      float* out = attended.data_ptr<float>() + (b * heads + h) * D;
+      for (int64_t i = 0; i < D; ++i) out[i] = 0.f;
+      for (int64_t t = 0; t < S; ++t) {
+        const float p = scores[t] / total;
+        for (int64_t i = 0; i < D; ++i) out[i] += p * v[t * D + i];
+      }
+    }
+  }
+  at::Tensor h1 = block_linear_any(attended, o, o_out, o_bias).add_(x.view({B, hidden}));
+  at::Tensor both = block_linear_any(rms_norm(h1, norm2, eps2), gate_up, gate_up_out, gate_up_bias);
+  const int64_t inner = gate_up_out / 2;
+  at::Tensor inner_act = at::empty({B, inner}, x.options());
+  for (int64_t b = 0; b < B; ++b) {
+    const float* g = both.data_ptr<float>() + b * gate_up_out;
+    float* out = inner_act.data_ptr<float>() + b * inner;
+    for (int64_t i = 0; i < inner; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * g[inner + i];
+  }
+  return block_linear_any(inner_act, down, down_out, down_bias).add_(h1).view({B, 1, hidden});
+}
+
 }  // namespace
 
 TORCH_LIBRARY(leanformers, library) {
@@ -283,6 +366,11 @@ TORCH_LIBRARY(leanformers, library) {
   library.def("q8_dequantize(Tensor tiles, int out_features) -> Tensor");
   library.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   library.def("rotary(Tensor x, Tensor cos, Tensor sin) -> Tensor");
+  library.def("decode_layer(Tensor x, Tensor norm1, float eps1, Tensor qkv, int qkv_out, Tensor? qkv_bias, "
+              "Tensor cos, Tensor sin, Tensor k_cache, Tensor v_cache, int position, int heads, int kv_heads, "
+              "float scale, Tensor? attention_bias, Tensor o, int o_out, Tensor? o_bias, Tensor norm2, float eps2, "
+              "Tensor gate_up, int gate_up_out, Tensor? gate_up_bias, Tensor down, int down_out, Tensor? down_bias) "
+              "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(leanformers, CPU, library) {
@@ -292,4 +380,5 @@ TORCH_LIBRARY_IMPL(leanformers, CPU, library) {
   library.impl("q8_dequantize", &q8_dequantize);
   library.impl("rms_norm", &rms_norm);
   library.impl("rotary", &rotary);
+  library.impl("decode_layer", &decode_layer);
 }
