@@ -362,3 +362,37 @@ def test_fused_decode_ops_equal_the_modules():
         assert torch.equal(quant.fused_rotary(q, partial, partial), attention.apply_rotary(q, partial, partial))
     x.requires_grad_(True)
     assert fused(x).grad_fn is not None  # training keeps the differentiable module
+
+
+def test_fused_decode_layer_equals_the_modules(tmp_path):
+    """Block models decode a token through one op per layer (torch.ops.leanformers.decode_layer): its logits match
+    the modules' path at every step (batch 1, and a left-padded batch through the attention bias) and greedy ids
+    are the same."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    folder = save_tiny(transformers.LlamaForCausalLM(config).eval(), tmp_path)
+    model = leanformers.AutoModelForCausalLM.from_pretrained(folder, quantization="int4-weight")
+    blocks = [block for block in model.model.layers if block.fused_decode is not None]
+    assert len(blocks) == 2
+
+    def decode(ids, mask, fused: bool):
+        for block in blocks:
+            block.fused_decode = quant.fused_decode_step if fused else None
+        with torch.inference_mode():
+            out = model(ids[:, :-3], attention_mask=mask[:, :-3], use_cache=True)
+            steps = [out.logits[:, -1]]
+            for t in range(3, 0, -1):  # three single-token steps against the cache
+                out = model(ids[:, -t:ids.shape[1] - t + 1], attention_mask=mask[:, :ids.shape[1] - t + 1],
+                            past_key_values=out.past_key_values, use_cache=True)
+                steps.append(out.logits[:, -1])
+            greedy = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+        return torch.stack(steps), greedy
+
+    ids = torch.randint(1, 96, (2, 10), generator=torch.Generator().manual_seed(2))
+    for mask in (torch.ones_like(ids), torch.tensor([[0, 0, 0] + [1] * 7, [1] * 10])):  # plain, left-padded
+        rows = slice(None) if mask.all() else slice(0, 2)
+        fused_logits, fused_ids = decode(ids[rows], mask[rows], True)
+        module_logits, module_ids = decode(ids[rows], mask[rows], False)
+        assert relative_error(fused_logits, module_logits) < 1e-3
+        assert torch.equal(fused_ids, module_ids)

@@ -543,7 +543,8 @@ def use_fused_decode_ops(model: nn.Module):
                     and module.attention_post_norm is None and module.mlp_post_norm is None
                     and type(module.attention_norm) is FusedRMSNorm and type(module.mlp_norm) is FusedRMSNorm
                     and type(attention) is Attention and attention.q_norm is None and attention.softcap is None
-                    and isinstance(getattr(attention, "qkv", None), BlockLinear) and isinstance(attention.o, BlockLinear)
+                    and isinstance(getattr(attention, "qkv", None), BlockLinear)
+                    and isinstance(attention.o, BlockLinear)
                     and type(mlp) is MLP and isinstance(mlp.gate_up, BlockLinear) and isinstance(mlp.down, BlockLinear)
                     and mlp.act is F.silu):
                 module.fused_decode = fused_decode_step
