@@ -12,7 +12,8 @@ Kernels for the weight-only modes, best first (`_weight_only_kernel`, LEANFORMER
   weights as GGUF's Q4_1 / Q8_0 blocks of 32 in 8-row tiles (BlockLinear, BlockEmbedding), activations quantized
   per call to ~16 bits, one pass over the weight bytes. GGUF Q4_1 / Q8_0 tensors keep the file's bytes, Q4_0 maps
   exactly onto Q4_1, other types are re-quantized (<= 4 bits to Q4_1, wider to Q8_0). Such models also join q/k/v
-  and gate/up into one layer each and take fused RMSNorm / rotary ops (one call where the modules take 6-12).
+  and gate/up into one layer each, take fused RMSNorm / rotary ops (one call where the modules take 6-12), and a
+  Llama-style block decodes its one new token per row in one op (fused_decode_step).
 - "bf16": torch's `_weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` on bf16 activations: fast only on CPUs
   with AVX512-BF16 / AMX (on AVX2 they are 10-100x slower than fp32: bench/RESULTS.md, /work/shared/perf/kernels.py).
 - "dequant": the weight dequantized per call into an fp32 F.linear (correct everywhere, no speed-up); a GGUF file's

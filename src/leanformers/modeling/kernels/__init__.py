@@ -2,7 +2,8 @@
 
 `blocks()` returns True once `torch.ops.leanformers.q4_linear` / `q8_linear` are loaded: block-quantized linears
 in llama.cpp's scheme (weights in blocks of 32 inputs, 4-bit with a scale and a minimum or int8 with a scale;
-activations quantized per call to int8 blocks of 32; integer dot products with AVX2). It returns False, and the
+activations quantized per call to two int8 blocks of 32, ~16 bits; integer dot products with AVX2), with the fused
+decode-step ops beside them (rms_norm, rotary, decode_layer: modeling/quant.py). It returns False, and the
 quantized layers keep torch's kernels, where it cannot be had: not x86-64 with AVX2 + FMA + F16C, no C++ compiler, a
 failed build (logged once, with the compiler's message), or LEANFORMERS_QUANT_KERNEL naming another kernel.
 
