@@ -33,10 +33,16 @@ PROMPTS = ["Hello, my dog is", "The capital of France", "Once upon a time there 
            "Numbers: one two three four five six seven eight nine ten eleven twelve", "x y"]
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
+@pytest.fixture(scope="module", params=["llama", "gpt2", "llama-int4"])
 def lm(request, tmp_path_factory):
-    folder = tiny_causal_lm(tmp_path_factory.mktemp(request.param), request.param)
-    pipe = leanformers.pipeline("text-generation", model=folder)
+    """A tiny Llama, GPT-2, and the Llama on our block kernels (int4-weight: joined layers, one-op decode steps on
+    the engine's slot cache), each run alone and batched."""
+    architecture, _, quantization = request.param.partition("-")
+    folder = tiny_causal_lm(tmp_path_factory.mktemp(request.param), architecture)
+    kwargs = {"model_kwargs": {"quantization": quantization + "-weight"}} if quantization else {}
+    pipe = leanformers.pipeline("text-generation", model=folder, **kwargs)
+    if quantization:
+        assert all(block.fused_decode is not None for block in pipe.model.model.layers)
     return pipe.model, pipe.tokenizer
 
 

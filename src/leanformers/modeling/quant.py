@@ -554,10 +554,11 @@ def use_fused_decode_ops(model: nn.Module):
 def fused_decode_step(block, x, bias, cache, layer_idx: int, rotary) -> torch.Tensor:
     """One decoding step (x (B, 1, hidden), one new token per row) of a Llama-style block through
     torch.ops.leanformers.decode_layer: the same computation as the modules' path, the new keys and values written
-    into `cache`. Falls back to the modules where the rotary table does not cover the whole head (partial)."""
+    into `cache` (through its decode_slot). Falls back to the modules for partial rotary tables and other caches."""
     attention, mlp = block.attention, block.mlp
     cos, sin = rotary
-    if cos.shape[-1] != attention.head_dim or x.dtype != torch.float32:
+    slot = getattr(cache, "decode_slot", None)  # KVCache and the server's SlotCache have it
+    if slot is None or cos.shape[-1] != attention.head_dim or x.dtype != torch.float32:
         block_type = type(block)
         fused, block.fused_decode = block.fused_decode, None
         try:
@@ -566,7 +567,7 @@ def fused_decode_step(block, x, bias, cache, layer_idx: int, rotary) -> torch.Te
         finally:
             block.fused_decode = fused
     like = x.new_empty(x.shape[0], attention.num_kv_heads, 1, attention.head_dim)
-    keys, values, position = cache.reserve(layer_idx, 1, like)
+    keys, values, position = slot(layer_idx, like)
     return torch.ops.leanformers.decode_layer(
         x.contiguous(), block.attention_norm.weight, block.attention_norm.eps, attention.qkv.weight,
         attention.qkv.out_features, attention.qkv.bias, cos, sin, keys, values, position, attention.num_heads,

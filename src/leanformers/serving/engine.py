@@ -191,6 +191,13 @@ class SlotCache:
         return (self.keys[layer_idx][:self.rows, :, self.start:self.end + new],
                 self.values[layer_idx][:self.rows, :, self.start:self.end + new])
 
+    def decode_slot(self, layer_idx: int, like: torch.Tensor):
+        """A fused decode step's view (modeling/cache.KVCache.decode_slot): the live rows' window [start, end] and
+        the new position `end - start` (advanced by `advance()` after the whole forward, as for update)."""
+        self._ensure(layer_idx, like)
+        return (self.keys[layer_idx][:self.rows, :, self.start:], self.values[layer_idx][:self.rows, :, self.start:],
+                self.end - self.start)
+
     def advance(self, new: int = 1):
         self.end += new
 

@@ -297,9 +297,11 @@ at::Tensor decode_layer(const at::Tensor& x, const at::Tensor& norm1, double eps
   const int64_t B = x.size(0), hidden = x.size(-1), D = k_cache.size(3), S = position + 1;
   TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
               "decode_layer: x must be contiguous float32 (B, 1, hidden)");
-  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous() && k_cache.size(0) == B &&
+  TORCH_CHECK(k_cache.stride(3) == 1 && v_cache.strides() == k_cache.strides() && k_cache.size(0) == B &&
+              k_cache.sizes() == v_cache.sizes() && k_cache.scalar_type() == at::kFloat &&
               k_cache.size(1) == kv_heads && k_cache.size(2) > position && qkv_out == (heads + 2 * kv_heads) * D &&
               heads % kv_heads == 0 && cos_in.size(-1) == D, "decode_layer: cache or head shapes do not match");
+  const int64_t row_stride = k_cache.stride(0), head_stride = k_cache.stride(1), position_stride = k_cache.stride(2);
   const at::Tensor cos = cos_in.to(at::kFloat).contiguous(), sin = sin_in.to(at::kFloat).contiguous();
   const at::Tensor projected = block_linear_any(rms_norm(x, norm1, eps1).view({B, hidden}), qkv, qkv_out, qkv_bias);
   at::Tensor attended = at::empty({B, heads * D}, x.options());
@@ -318,7 +320,7 @@ at::Tensor decode_layer(const at::Tensor& x, const at::Tensor& norm1, double eps
       for (int64_t i = 0; i < D; ++i) out[i] = v[i] * c[i] + (i < half ? -v[i + half] : v[i - half]) * s[i];
     };
     for (int64_t g = 0; g < kv_heads; ++g) {
-      const int64_t at = ((b * kv_heads + g) * k_cache.size(2) + position) * D;
+      const int64_t at = b * row_stride + g * head_stride + position * position_stride;
       rotate(row + (heads + g) * D, keys + at);
       std::memcpy(values + at, row + (heads + kv_heads + g) * D, D * sizeof(float));
     }
@@ -326,12 +328,12 @@ at::Tensor decode_layer(const at::Tensor& x, const at::Tensor& norm1, double eps
     for (int64_t h = 0; h < heads; ++h) {
       rotate(row + h * D, query.data());
       const int64_t g = h / group;
-      const float* k = keys + (b * kv_heads + g) * k_cache.size(2) * D;
-      const float* v = values + (b * kv_heads + g) * v_cache.size(2) * D;
+      const float* k = keys + b * row_stride + g * head_stride;
+      const float* v = values + b * row_stride + g * head_stride;
       float top = -INFINITY;
       for (int64_t t = 0; t < S; ++t) {
         float dot = 0.f;
-        for (int64_t i = 0; i < D; ++i) dot += query[i] * k[t * D + i];
+        for (int64_t i = 0; i < D; ++i) dot += query[i] * k[t * position_stride + i];
         scores[t] = dot * static_cast<float>(scale) + bias_at[b][h][0][t];
         top = std::fmax(top, scores[t]);
       }
@@ -341,7 +343,7 @@ at::Tensor decode_layer(const at::Tensor& x, const at::Tensor& norm1, double eps
       for (int64_t i = 0; i < D; ++i) out[i] = 0.f;
       for (int64_t t = 0; t < S; ++t) {
         const float p = scores[t] / total;
-        for (int64_t i = 0; i < D; ++i) out[i] += p * v[t * D + i];
+        for (int64_t i = 0; i < D; ++i) out[i] += p * v[t * position_stride + i];
       }
     }
   }
