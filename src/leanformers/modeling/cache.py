@@ -37,8 +37,7 @@ class KVCache:
         """For a fused decode step (one new position per row, keys shaped like `like` (B, H, 1, D)): the key and
         value buffers, viewed so that positions [0, position] are those attended, and `position`, where the new
         keys and values go (counted as written)."""
-        keys, values, position = self.reserve(layer_idx, 1, like)
-        return keys, values, position
+        return self.reserve(layer_idx, 1, like)
 
     def reserve(self, layer_idx: int, new: int, like: torch.Tensor, value_dim: int | None = None):
         """Room for `new` more positions of layer `layer_idx`, keys shaped like `like` (B, H, *, D): returns the

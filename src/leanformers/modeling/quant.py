@@ -551,21 +551,16 @@ def use_fused_decode_ops(model: nn.Module):
                 module.fused_decode = fused_decode_step
 
 
-def fused_decode_step(block, x, bias, cache, layer_idx: int, rotary) -> torch.Tensor:
+def fused_decode_step(block, x, bias, cache, layer_idx: int, rotary) -> torch.Tensor | None:
     """One decoding step (x (B, 1, hidden), one new token per row) of a Llama-style block through
     torch.ops.leanformers.decode_layer: the same computation as the modules' path, the new keys and values written
-    into `cache` (through its decode_slot). Falls back to the modules for partial rotary tables and other caches."""
+    into `cache` (through its decode_slot). None (the block runs its modules) for partial rotary tables, other
+    caches and other dtypes."""
     attention, mlp = block.attention, block.mlp
     cos, sin = rotary
     slot = getattr(cache, "decode_slot", None)  # KVCache and the server's SlotCache have it
     if slot is None or cos.shape[-1] != attention.head_dim or x.dtype != torch.float32:
-        block_type = type(block)
-        fused, block.fused_decode = block.fused_decode, None
-        try:
-            return block_type.forward(block, x, bias, cache=cache, layer_idx=layer_idx, rotary=rotary,
-                                      is_causal=True)[0]
-        finally:
-            block.fused_decode = fused
+        return None  # the modules' path
     like = x.new_empty(x.shape[0], attention.num_kv_heads, 1, attention.head_dim)
     keys, values, position = slot(layer_idx, like)
     return torch.ops.leanformers.decode_layer(
@@ -761,8 +756,7 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
     as_int8 = kernel == "dequant" and "LEANFORMERS_QUANT_KERNEL" not in os.environ and cpu_features()["engine"]
     report = {"mode": "gguf", "kernel": "int8x2" if as_int8 else kernel, "group_size": 32, "quantized": [],
               "kept_float": {}, "types": {}, "int4_as_int8": bool(as_int8)}
-    tied = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in model.tied_weights().items()} \
-        if hasattr(model, "tied_weights") else {}
+    tied = _tied_modules(model)
     for param_name, weight in weights.items():
         name = param_name.rpartition(".")[0]
         module = model.get_submodule(name)
@@ -794,14 +788,19 @@ def place_gguf(model: nn.Module, weights: dict) -> dict:
     return report
 
 
+def _tied_modules(model: nn.Module) -> dict:
+    """Tied module names: output projection -> the embedding whose weight it reads."""
+    ties = model.tied_weights() if hasattr(model, "tied_weights") else {}
+    return {target.rpartition(".")[0]: source.rpartition(".")[0] for target, source in ties.items()}
+
+
 def _place_gguf_blocks(model: nn.Module, weights: dict) -> dict:
     """place_gguf for the block kernels: Q4_1 and Q8_0 tensors keep the file's bytes, Q4_0 becomes Q4_1 exactly,
     other types are dequantized (a chunk of rows at a time) and re-quantized to Q4_1 (<= 4 bits) or Q8_0; an
     embedding becomes a Q8_0 table (shared with a tied head)."""
     report = {"mode": "gguf", "kernel": "blocks", "group_size": 32, "quantized": [], "kept_float": {}, "types": {},
               "int4_as_int8": False}
-    tied = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in model.tied_weights().items()} \
-        if hasattr(model, "tied_weights") else {}
+    tied = _tied_modules(model)
     for param_name, weight in weights.items():
         name = param_name.rpartition(".")[0]
         module = model.get_submodule(name)
@@ -831,13 +830,17 @@ def _place_gguf_blocks(model: nn.Module, weights: dict) -> dict:
     return report
 
 
-def _gguf_requantized(weight, block_type: str, chunk: int = 4096) -> torch.Tensor:
-    """Any GGUF type -> Q4_1 / Q8_0 blocks, dequantizing `chunk` rows at a time (a table never exists in float32)."""
+def _gguf_float_chunks(weight, chunk: int = 4096):
+    """Any GGUF type as float32 torch rows, `chunk` rows at a time (a table never exists in float32 whole)."""
     if weight.heads:  # permuted rows are undone over the whole (small) tensor
         chunk = weight.rows[0]
-    return torch.cat([quantize_blocks(torch.from_numpy(weight.dequantize_rows(start, min(start + chunk,
-                                                                                      weight.rows[0]))), block_type)
-                      for start in range(0, weight.rows[0], chunk)])
+    for start in range(0, weight.rows[0], chunk):
+        yield torch.from_numpy(weight.dequantize_rows(start, min(start + chunk, weight.rows[0])))
+
+
+def _gguf_requantized(weight, block_type: str) -> torch.Tensor:
+    """Any GGUF type -> Q4_1 / Q8_0 blocks, dequantized a chunk of rows at a time."""
+    return torch.cat([quantize_blocks(rows, block_type) for rows in _gguf_float_chunks(weight)])
 
 
 def _gguf_int4(weight, bias) -> Int4WeightLinear:
@@ -847,10 +850,7 @@ def _gguf_int4(weight, bias) -> Int4WeightLinear:
     return Int4WeightLinear.from_float(torch.from_numpy(weight.dequantize_rows(0, weight.rows[0])), bias, 32)
 
 
-def _gguf_int8_rows(weight, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 per row from any GGUF type, dequantizing `chunk` rows at a time (a table never exists in float32)."""
-    if weight.heads:  # permuted rows are undone over the whole (small) tensor
-        chunk = weight.rows[0]
-    parts = [quantize_rows_int8(torch.from_numpy(weight.dequantize_rows(start, min(start + chunk, weight.rows[0]))))
-             for start in range(0, weight.rows[0], chunk)]
+def _gguf_int8_rows(weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 per row from any GGUF type, dequantized a chunk of rows at a time."""
+    parts = [quantize_rows_int8(rows) for rows in _gguf_float_chunks(weight)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -66,7 +66,7 @@ def residual(x, out):
 class Block(nn.Module):
     def __init__(self, spec, config, cross: bool = False, depth: int = 0):
         super().__init__()
-        self.fused_decode = None  # (block, x, bias, cache, layer_idx, rotary) -> x: quantized block models' one op
+        self.fused_decode = None  # (block, x, bias, cache, layer_idx, rotary) -> x or None: block models' one op
         hidden, eps = config.hidden_size, config.layer_norm_eps
         self.pre_norm = flag(spec.pre_norm, config)
         self.parallel = flag(spec.parallel_residual, config)
@@ -97,7 +97,9 @@ class Block(nn.Module):
         if (self.fused_decode is not None and x.shape[1] == 1 and cache is not None and rotary is not None
                 and not (output_attentions or first_only or torch.is_grad_enabled()) and packed is None
                 and relative is None and encoder_states is None):
-            return self.fused_decode(self, x, bias, cache, layer_idx, rotary), None, None
+            out = self.fused_decode(self, x, bias, cache, layer_idx, rotary)
+            if out is not None:
+                return out, None, None
         attend = dict(cache=cache, layer_idx=layer_idx, output_attentions=output_attentions)
         if relative is not None:  # DeBERTa: the relative-position table and distances, computed once per stack
             attend["relative"] = relative
